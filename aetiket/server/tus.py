@@ -1,0 +1,762 @@
+"""tus 1.0.0 at /api/v1/uploads/ (ETIKET_API.md, "Uploads"; tus.io/protocols/resumable-upload).
+
+Extensions: creation, creation-with-upload, creation-defer-length, checksum (sha1, md5,
+sha256), termination, concatenation, concatenation-unfinished, expiration.
+
+Upload bytes go to ``<data>/uploads/<uid>.bin`` with ``pwrite`` on a worker thread, a few
+MiB at a time, never held whole in memory. One PATCH per upload at a time (a second gets
+409). When a non-partial upload completes, its bytes become the file's content (a rename,
+or a concatenation of the partials on a worker thread), and the file record gets size,
+ETag (SHA-256 of the content) and status ``available``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.to_thread
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from ..errors import (
+    BadRequest,
+    ChecksumRejected,
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    UnsupportedMediaType,
+)
+from ..models import FileStatus
+from . import records
+from .auth import Caller
+from .content import concat_into, hash_file, http_date
+from .state import STATE, ServerState, base_url, caller
+
+__all__ = ("TusService",)
+
+log = logging.getLogger("aetiket.server")
+
+TUS_VERSION: Final = "1.0.0"
+EXTENSIONS: Final = (
+    "creation,creation-with-upload,creation-defer-length,checksum,termination,"
+    "concatenation,concatenation-unfinished,expiration"
+)
+CHECKSUMS: Final = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
+OCTETS: Final = "application/offset+octet-stream"
+UPLOADS_PATH: Final = "/api/v1/uploads/"
+
+_INT = re.compile(r"^[0-9]{1,19}$")
+_META_KEY = re.compile(r"^[!#-+\--~]+$")  # visible ASCII without space and comma
+_UID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+# ---------------------------------------------------------------------------- header parsing
+
+
+def parse_uint(value: str | None, name: str) -> int | None:
+    """A tus integer header (non-negative decimal); 400 when malformed."""
+    if value is None:
+        return None
+    if not _INT.match(value.strip()):
+        raise BadRequest(f"{name} must be a non-negative integer, got {value[:40]!r}")
+    return int(value)
+
+
+def parse_metadata(value: str | None) -> dict[str, bytes]:
+    """Parse ``Upload-Metadata``: comma-separated ``key[ base64]`` pairs, keys unique."""
+    out: dict[str, bytes] = {}
+    if value is None or not value.strip():
+        return out
+    for pair in value.split(","):
+        parts = pair.strip().split(" ")
+        if len(parts) > 2 or not parts[0] or not _META_KEY.match(parts[0]):
+            raise BadRequest(f"Malformed Upload-Metadata pair {pair.strip()[:60]!r}")
+        key = parts[0]
+        if key in out:
+            raise BadRequest(f"Upload-Metadata repeats the key {key!r}")
+        try:
+            out[key] = base64.b64decode(parts[1], validate=True) if len(parts) == 2 else b""
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"Upload-Metadata value of {key!r} is not base64") from None
+    return out
+
+
+def parse_checksum(value: str | None) -> tuple[str, bytes] | None:
+    """Parse ``Upload-Checksum: <algorithm> <base64 digest>``."""
+    if value is None:
+        return None
+    algo, _, encoded = value.strip().partition(" ")
+    algo = algo.lower()
+    if algo not in CHECKSUMS:
+        raise BadRequest(f"Unsupported checksum algorithm {algo[:20]!r}; use sha1, md5, sha256")
+    try:
+        digest = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("Upload-Checksum digest is not base64") from None
+    if len(digest) != CHECKSUMS[algo]().digest_size:
+        raise BadRequest(f"Upload-Checksum digest has the wrong length for {algo}")
+    return algo, digest
+
+
+def parse_concat(value: str | None) -> tuple[str, list[str]]:
+    """``Upload-Concat`` as (kind, upload uids): none, partial, or final with its parts."""
+    if value is None:
+        return "none", []
+    value = value.strip()
+    if value == "partial":
+        return "partial", []
+    if not value.startswith("final;"):
+        raise BadRequest(f"Malformed Upload-Concat {value[:60]!r}")
+    uids = []
+    for url in value[len("final;"):].split():
+        path = urlsplit(url).path
+        if not path.startswith(UPLOADS_PATH):
+            raise BadRequest(f"Upload-Concat names {url[:80]!r}, not an upload of this server")
+        uid = path[len(UPLOADS_PATH):]
+        if not _UID.match(uid):
+            raise BadRequest(f"Upload-Concat names an unknown upload {url[:80]!r}")
+        uids.append(uid)
+    if not uids:
+        raise BadRequest("Upload-Concat: final names no partial uploads")
+    return "final", uids
+
+
+def _require_tus(request: web.Request) -> None:
+    version = request.headers.get("Tus-Resumable")
+    if version != TUS_VERSION:
+        raise PreconditionFailed(
+            f"Tus-Resumable must be {TUS_VERSION}, got {version!r}",
+            headers={"Tus-Version": TUS_VERSION},
+        )
+
+
+def _expires_header(expires: float) -> str:
+    return http_date(datetime.fromtimestamp(expires, timezone.utc))
+
+
+# ---------------------------------------------------------------------------- records
+
+
+@dataclasses.dataclass
+class Upload:
+    id: int
+    uid: str
+    user_id: int
+    file_id: int | None
+    length: int | None
+    offset: int
+    concat: str
+    parts: list[str]
+    metadata: str | None
+    expires: float
+    completed: bool
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Upload:
+        return cls(
+            id=row["id"], uid=row["uid"], user_id=row["user_id"], file_id=row["file_id"],
+            length=row["length"], offset=row["offset"], concat=row["concat"],
+            parts=json.loads(row["parts"]) if row["parts"] else [],
+            metadata=row["metadata"], expires=row["expires"], completed=bool(row["completed"]),
+        )
+
+    @property
+    def expired(self) -> bool:
+        return not self.completed and self.expires < time.time()
+
+
+def _load(conn: sqlite3.Connection, uid: str) -> Upload:
+    row = conn.execute("SELECT * FROM uploads WHERE uid = ?", (uid,)).fetchone()
+    if row is None:
+        raise NotFound(f"Upload {uid} not found")
+    return Upload.from_row(row)
+
+
+def _check_access(conn: sqlite3.Connection, who: Caller, upload: Upload) -> None:
+    """The creator and admins may touch an upload; so may writers of its file's scope."""
+    if who.admin or upload.user_id == who.id:
+        return
+    if upload.file_id is not None:
+        row = conn.execute(
+            "SELECT s.name FROM files f JOIN scopes s ON s.id = f.scope_id WHERE f.id = ?",
+            (upload.file_id,),
+        ).fetchone()
+        if row is not None:
+            records.scope_access(conn, who, row["name"], write=True)
+            return
+    raise Forbidden("This upload belongs to another user")
+
+
+def _get_for(conn: sqlite3.Connection, who: Caller, uid: str) -> Upload:
+    upload = _load(conn, uid)
+    _check_access(conn, who, upload)
+    if upload.expired:
+        raise Gone(f"Upload {uid} expired; start a new upload")
+    return upload
+
+
+def _refresh_file_status(conn: sqlite3.Connection, file_id: int) -> None:
+    """pending while an upload of the file is open; else available or unavailable."""
+    open_upload = conn.execute(
+        "SELECT 1 FROM uploads WHERE file_id = ? AND completed = 0 AND expires >= ?",
+        (file_id, time.time()),
+    ).fetchone()
+    row = conn.execute("SELECT content FROM files WHERE id = ?", (file_id,)).fetchone()
+    if row is None:
+        return
+    if open_upload:
+        status = FileStatus.pending
+    elif row["content"]:
+        status = FileStatus.available
+    else:
+        status = FileStatus.unavailable
+    conn.execute("UPDATE files SET status = ? WHERE id = ?", (status.value, file_id))
+
+
+def _target_file(
+    conn: sqlite3.Connection, who: Caller, meta: dict[str, bytes], *, required: bool
+) -> int | None:
+    """The file record an upload's metadata names (scope and uid), checked for writing."""
+    if "scope" not in meta and "uid" not in meta:
+        if required:
+            raise BadRequest("Upload-Metadata must carry 'scope' and 'uid' of a file record")
+        return None
+    try:
+        scope = meta["scope"].decode()
+        uid = meta["uid"].decode()
+    except KeyError as exc:
+        raise BadRequest(f"Upload-Metadata lacks {exc.args[0]!r}") from None
+    except UnicodeDecodeError:
+        raise BadRequest("Upload-Metadata scope/uid are not UTF-8") from None
+    _, frow = records.file_record(conn, who, scope, uid, write=True)
+    if frow["immutable"] and frow["status"] in (FileStatus.available.value,
+                                                 FileStatus.secured.value):
+        raise Conflict(f"File '{scope}/{uid}' is immutable and already uploaded")
+    file_id: int = frow["id"]
+    return file_id
+
+
+@dataclasses.dataclass
+class _NewUpload:
+    uid: str
+    length: int | None
+    concat: str
+    parts: list[str]
+    metadata: str | None
+    meta: dict[str, bytes]
+
+
+def _create(conn: sqlite3.Connection, who: Caller, new: _NewUpload, ttl: float) -> Upload:
+    file_id = _target_file(conn, who, new.meta, required=new.concat != "partial")
+    length = new.length
+    if new.concat == "final":
+        length = 0
+        for part_uid in new.parts:
+            part = _load(conn, part_uid)
+            if part.concat != "partial":
+                raise BadRequest(f"Upload {part_uid} is not a partial upload")
+            if part.user_id != who.id:
+                raise Forbidden(f"Partial upload {part_uid} belongs to another user")
+            if part.expired:
+                raise Gone(f"Partial upload {part_uid} expired")
+            if part.length is None:
+                raise BadRequest(f"Partial upload {part_uid} has no length yet")
+            length += part.length
+    now = time.time()
+    conn.execute(
+        'INSERT INTO uploads (uid, user_id, file_id, length, "offset", concat, parts, metadata, '
+        "created, expires, completed) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, 0)",
+        (new.uid, who.id, file_id, length, new.concat,
+         json.dumps(new.parts) if new.parts else None, new.metadata, now, now + ttl),
+    )
+    if file_id is not None:
+        _refresh_file_status(conn, file_id)
+    return _load(conn, new.uid)
+
+
+def _set_progress(conn: sqlite3.Connection, uid: str, offset: int, length: int | None) -> None:
+    conn.execute('UPDATE uploads SET "offset" = ?, length = ? WHERE uid = ?',
+                 (offset, length, uid))
+
+
+def _complete_partial(conn: sqlite3.Connection, uid: str) -> list[str]:
+    """Mark a partial complete; returns the finals now ready to be concatenated."""
+    conn.execute("UPDATE uploads SET completed = 1 WHERE uid = ?", (uid,))
+    ready = []
+    for row in conn.execute(
+        "SELECT uid, parts FROM uploads WHERE concat = 'final' AND completed = 0 AND parts LIKE ?",
+        (f'%"{uid}"%',),
+    ).fetchall():
+        parts = json.loads(row["parts"])
+        marks = ",".join("?" * len(parts))
+        done = conn.execute(
+            f"SELECT COUNT(*) FROM uploads WHERE uid IN ({marks}) AND completed = 1", parts
+        ).fetchone()[0]
+        if done == len(set(parts)):
+            ready.append(row["uid"])
+    return ready
+
+
+def _complete_upload(
+    conn: sqlite3.Connection, uid: str, content: str, size: int, etag: str
+) -> str | None:
+    """Record a finished non-partial upload as its file's content; returns the old content."""
+    upload = _load(conn, uid)
+    conn.execute('UPDATE uploads SET completed = 1, "offset" = ? WHERE uid = ?', (size, uid))
+    if upload.file_id is None:
+        return content  # the file record went away meanwhile: drop the bytes
+    row = conn.execute("SELECT content FROM files WHERE id = ?", (upload.file_id,)).fetchone()
+    if row is None:
+        return content
+    conn.execute(
+        "UPDATE files SET content = ?, size = ?, etag = ?, modified = ? WHERE id = ?",
+        (content, size, etag, records.now_text(), upload.file_id),
+    )
+    _refresh_file_status(conn, upload.file_id)
+    old: str | None = row["content"]
+    return old
+
+
+def _terminate(conn: sqlite3.Connection, who: Caller, uid: str) -> None:
+    upload = _load(conn, uid)
+    _check_access(conn, who, upload)
+    conn.execute("DELETE FROM uploads WHERE uid = ?", (uid,))
+    if upload.file_id is not None:
+        _refresh_file_status(conn, upload.file_id)
+
+
+def _expire(conn: sqlite3.Connection, now: float, keep_rows_for: float) -> list[str]:
+    """Mark expired uploads; return the uids whose data to delete. Old rows are dropped."""
+    rows = conn.execute(
+        "SELECT uid, file_id FROM uploads WHERE completed = 0 AND expires < ?", (now,)
+    ).fetchall()
+    conn.execute("DELETE FROM uploads WHERE completed = 0 AND expires < ?",
+                 (now - keep_rows_for,))
+    for file_id in {r["file_id"] for r in rows if r["file_id"] is not None}:
+        _refresh_file_status(conn, file_id)
+    return [r["uid"] for r in rows]
+
+
+# ---------------------------------------------------------------------------- the service
+
+
+class _BodyInterrupted(Exception):
+    """The request body ended early (client gone); ``received`` bytes were stored."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(received)
+        self.received = received
+
+
+class TusService:
+    """Handlers and in-process state (locks, running hashes) of the tus endpoint."""
+
+    def __init__(self, st: ServerState) -> None:
+        self.st = st
+        self.config = st.config
+        self.db = st.db
+        self._busy: set[str] = set()
+        self._concatenating: set[str] = set()
+        # Running SHA-256 of plain uploads written in order: saves a re-read at the end.
+        self._hashers: dict[str, tuple[int, Any]] = {}
+
+    # -- paths
+
+    def data_path(self, uid: str) -> Path:
+        return self.config.uploads_dir / f"{uid}.bin"
+
+    def content_path(self, name: str) -> Path:
+        return self.config.content_dir / name
+
+    def remove_leftovers(self, names: list[str]) -> None:
+        """Delete content files or upload data named by records.delete_* (best effort)."""
+        for name in names:
+            path = (self.data_path(name[7:]) if name.startswith("upload:")
+                    else self.content_path(name))
+            path.unlink(missing_ok=True)
+            if name.startswith("upload:"):
+                self._hashers.pop(name[7:], None)
+
+    def _headers(self, **extra: str) -> dict[str, str]:
+        return {"Tus-Resumable": TUS_VERSION, **extra}
+
+    def _location(self, request: web.Request, uid: str) -> str:
+        return f"{base_url(request)}{UPLOADS_PATH}{uid}"
+
+    # -- OPTIONS
+
+    async def options(self, request: web.Request) -> web.Response:
+        headers = self._headers(
+            **{
+                "Tus-Version": TUS_VERSION,
+                "Tus-Extension": EXTENSIONS,
+                "Tus-Max-Size": str(self.config.max_upload_size),
+                "Tus-Checksum-Algorithm": ",".join(CHECKSUMS),
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Allow-Methods": "POST, HEAD, PATCH, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": (
+                    "Authorization, Content-Type, Tus-Resumable, Upload-Length, "
+                    "Upload-Offset, Upload-Metadata, Upload-Concat, Upload-Defer-Length, "
+                    "Upload-Checksum"
+                ),
+                "Access-Control-Expose-Headers": (
+                    "Location, Tus-Version, Tus-Extension, Tus-Max-Size, Upload-Offset, "
+                    "Upload-Length, Upload-Expires, Upload-Concat, Upload-Metadata"
+                ),
+            }
+        )
+        return web.Response(status=204, headers=headers)
+
+    # -- POST (creation, creation-with-upload, defer-length, concatenation)
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        _require_tus(request)
+        who = await caller(request)
+        kind, parts = parse_concat(request.headers.get("Upload-Concat"))
+        length = parse_uint(request.headers.get("Upload-Length"), "Upload-Length")
+        defer = request.headers.get("Upload-Defer-Length")
+        if defer is not None and defer.strip() != "1":
+            raise BadRequest("Upload-Defer-Length must be 1")
+        if kind == "final":
+            if length is not None or defer is not None:
+                raise BadRequest("A final upload takes its length from its partials: "
+                                 "send no Upload-Length")
+        elif (length is None) == (defer is None):
+            raise BadRequest("Send exactly one of Upload-Length and Upload-Defer-Length: 1")
+        if length is not None and length > self.config.max_upload_size:
+            raise PayloadTooLarge(
+                f"Upload-Length {length} exceeds Tus-Max-Size {self.config.max_upload_size}"
+            )
+        raw_meta = request.headers.get("Upload-Metadata")
+        new = _NewUpload(
+            uid=secrets.token_urlsafe(24), length=length, concat=kind, parts=parts,
+            metadata=raw_meta, meta=parse_metadata(raw_meta),
+        )
+        has_body = request.body_exists and request.content_length != 0
+        if has_body and kind == "final":
+            raise Forbidden("A final upload takes no body")
+        if has_body and request.content_type != OCTETS:
+            raise UnsupportedMediaType(f"Content-Type must be {OCTETS}")
+        if kind != "final":
+            await anyio.to_thread.run_sync(self._create_data_file, new.uid)
+        upload = await self.db.run(_create, who, new, self.config.upload_expiry)
+        headers = self._headers(Location=self._location(request, upload.uid))
+        if kind == "final":
+            if upload.length is not None and await self._final_ready(upload):
+                await self._concatenate(upload.uid)
+            upload = await self.db.run(_load, upload.uid)
+        elif has_body:
+            upload = await self._patch_body(request, upload, 0, None)
+        elif upload.length == 0:
+            await self._finish(upload)
+            upload = await self.db.run(_load, upload.uid)
+        if kind != "final" or upload.completed:
+            headers["Upload-Offset"] = str(upload.offset)
+        if not upload.completed:
+            headers["Upload-Expires"] = _expires_header(upload.expires)
+        return web.Response(status=201, headers=headers)
+
+    def _create_data_file(self, uid: str) -> None:
+        self.config.uploads_dir.mkdir(parents=True, exist_ok=True)
+        self.data_path(uid).touch(exist_ok=False)
+
+    async def _final_ready(self, upload: Upload) -> bool:
+        def count(conn: sqlite3.Connection) -> int:
+            marks = ",".join("?" * len(upload.parts))
+            done: int = conn.execute(
+                f"SELECT COUNT(*) FROM uploads WHERE uid IN ({marks}) AND completed = 1",
+                upload.parts,
+            ).fetchone()[0]
+            return done
+
+        return await self.db.run(count) == len(set(upload.parts))
+
+    # -- HEAD
+
+    async def head(self, request: web.Request) -> web.Response:
+        _require_tus(request)
+        who = await caller(request)
+        upload = await self.db.run(_get_for, who, request.match_info["uid"])
+        headers = self._headers(**{"Cache-Control": "no-store"})
+        if upload.concat == "final":
+            headers["Upload-Concat"] = "final;" + " ".join(
+                self._location(request, p) for p in upload.parts
+            )
+            if upload.completed:  # unfinished concatenation: no offset (tus Concatenation)
+                headers["Upload-Offset"] = str(upload.offset)
+        else:
+            headers["Upload-Offset"] = str(upload.offset)
+            if upload.concat == "partial":
+                headers["Upload-Concat"] = "partial"
+        if upload.length is None:
+            headers["Upload-Defer-Length"] = "1"
+        else:
+            headers["Upload-Length"] = str(upload.length)
+        if upload.metadata:
+            headers["Upload-Metadata"] = upload.metadata
+        if not upload.completed:
+            headers["Upload-Expires"] = _expires_header(upload.expires)
+        return web.Response(status=200, headers=headers)
+
+    # -- PATCH
+
+    async def patch(self, request: web.Request) -> web.Response:
+        _require_tus(request)
+        who = await caller(request)
+        if request.content_type != OCTETS:
+            raise UnsupportedMediaType(f"Content-Type must be {OCTETS}")
+        offset = parse_uint(request.headers.get("Upload-Offset"), "Upload-Offset")
+        if offset is None:
+            raise BadRequest("Upload-Offset is required")
+        new_length = parse_uint(request.headers.get("Upload-Length"), "Upload-Length")
+        checksum = parse_checksum(request.headers.get("Upload-Checksum"))
+        upload = await self.db.run(_get_for, who, request.match_info["uid"])
+        if upload.concat == "final":
+            raise Forbidden("A final upload cannot be patched; patch its partial uploads")
+        if offset != upload.offset:
+            raise Conflict(
+                f"Upload-Offset {offset} does not match the upload's offset {upload.offset}",
+                headers={"Upload-Offset": str(upload.offset)},
+            )
+        if new_length is not None:
+            if upload.length is not None and new_length != upload.length:
+                raise BadRequest(f"Upload-Length is already {upload.length}")
+            if new_length < upload.offset:
+                raise BadRequest("Upload-Length is smaller than the bytes already received")
+            if new_length > self.config.max_upload_size:
+                raise PayloadTooLarge(f"Upload-Length exceeds {self.config.max_upload_size}")
+        upload = await self._patch_body(request, upload, new_length, checksum)
+        headers = self._headers(**{"Upload-Offset": str(upload.offset)})
+        if not upload.completed:
+            headers["Upload-Expires"] = _expires_header(upload.expires)
+        return web.Response(status=204, headers=headers)
+
+    async def _patch_body(
+        self, request: web.Request, upload: Upload, new_length: int | None,
+        checksum: tuple[str, bytes] | None,
+    ) -> Upload:
+        """Store a PATCH (or creation-with-upload) body under the per-upload lock."""
+        if upload.uid in self._busy:
+            raise Conflict(f"Upload {upload.uid} is receiving another PATCH; retry after it")
+        length = upload.length if upload.length is not None else new_length
+        if upload.completed:
+            if request.content_length:
+                raise Conflict(f"Upload {upload.uid} is already complete")
+            return upload
+        room = (length - upload.offset) if length is not None else (
+            self.config.max_upload_size - upload.offset)
+        if request.content_length is not None and request.content_length > room:
+            raise BadRequest(
+                f"The body ({request.content_length} bytes) goes past the upload's length "
+                f"({length}) from offset {upload.offset}"
+            )
+        self._busy.add(upload.uid)
+        try:
+            start = upload.offset
+            received, error = 0, None
+            try:
+                received = await self._receive(request, upload, room, checksum)
+            except _BodyInterrupted as exc:
+                received, error = exc.received, exc
+            # Whatever happens to this request now, the offset on record must be true.
+            with anyio.CancelScope(shield=True):
+                if checksum is not None and error is not None and received:
+                    # A chunk with a checksum is all or nothing.
+                    await self._truncate(upload, start)
+                    received = 0
+                new_offset = start + received
+                await self.db.run(_set_progress, upload.uid, new_offset, length)
+                upload.offset, upload.length = new_offset, length
+                if error is None and length is not None and new_offset == length:
+                    await self._finish(upload)
+        finally:
+            self._busy.discard(upload.uid)
+        if error is not None:
+            raise BadRequest(f"The request body ended early after {received} bytes")
+        return await self.db.run(_load, upload.uid)
+
+    async def _truncate(self, upload: Upload, size: int) -> None:
+        await anyio.to_thread.run_sync(os.truncate, self.data_path(upload.uid), size)
+        self._hashers.pop(upload.uid, None)
+
+    async def _receive(
+        self, request: web.Request, upload: Upload, room: int,
+        checksum: tuple[str, bytes] | None,
+    ) -> int:
+        """Stream the body to disk in blocks; verify ``checksum`` before keeping it."""
+        block = self.config.io_block
+        body_hash = CHECKSUMS[checksum[0]]() if checksum else None
+        running = None
+        if upload.concat == "none":
+            known = self._hashers.get(upload.uid)
+            if known is not None and known[0] == upload.offset:
+                running = known[1].copy()  # a copy: a rejected chunk must not count
+            elif upload.offset == 0:
+                running = hashlib.sha256()
+        hashers = [h for h in (body_hash, running) if h is not None]
+        fd = await anyio.to_thread.run_sync(os.open, self.data_path(upload.uid), os.O_WRONLY)
+        received = 0
+        pending = bytearray()
+
+        async def flush() -> None:
+            nonlocal received
+            await anyio.to_thread.run_sync(
+                _write_block, fd, bytes(pending), upload.offset + received, hashers)
+            received += len(pending)
+            pending.clear()
+
+        try:
+            try:
+                while chunk := await request.content.readany():
+                    if received + len(pending) + len(chunk) > room:
+                        raise BadRequest("The body goes past the upload's length")
+                    pending += chunk
+                    if len(pending) >= block:
+                        await flush()
+            except (OSError, HttpProcessingError) as exc:
+                # The client went away or sent a broken body. Keep what arrived (tus: store
+                # as much as possible) unless a checksum makes the chunk all-or-nothing.
+                if pending and checksum is None:
+                    await flush()
+                raise _BodyInterrupted(received) from exc
+            if pending:
+                await flush()
+        finally:
+            os.close(fd)
+        if checksum is not None and body_hash is not None and body_hash.digest() != checksum[1]:
+            await self._truncate(upload, upload.offset)
+            raise ChecksumRejected(
+                f"Upload-Checksum ({checksum[0]}) does not match the {received} bytes received "
+                f"at offset {upload.offset}; they were discarded"
+            )
+        if running is not None:
+            self._hashers[upload.uid] = (upload.offset + received, running)
+        return received
+
+    # -- completion
+
+    async def _finish(self, upload: Upload) -> None:
+        """An upload reached its length: a partial may unblock finals; a plain one lands."""
+        if upload.concat == "partial":
+            for final_uid in await self.db.run(_complete_partial, upload.uid):
+                await self._concatenate(final_uid)
+            return
+        known = self._hashers.pop(upload.uid, None)
+        size = upload.length or 0
+        path = self.data_path(upload.uid)
+        if known is not None and known[0] == size:
+            etag = known[1].hexdigest()
+        else:
+            etag = await hash_file(path, self.config.io_block)
+        name = self._content_name(upload.uid)
+        await anyio.to_thread.run_sync(self._publish, path, name)
+        old = await self.db.run(_complete_upload, upload.uid, name, size, etag)
+        if old and old != name:
+            await anyio.to_thread.run_sync(self.remove_leftovers, [old])
+
+    def _content_name(self, uid: str) -> str:
+        return f"{uid}-{secrets.token_hex(4)}"
+
+    def _publish(self, source: Path, name: str) -> None:
+        self.config.content_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(source, self.content_path(name))
+
+    async def _concatenate(self, final_uid: str) -> None:
+        """Join a final upload's partials into its file's content (once, off the loop)."""
+        if final_uid in self._concatenating:
+            return
+        self._concatenating.add(final_uid)
+        try:
+            upload = await self.db.run(_load, final_uid)
+            if upload.completed:
+                return
+            sources = [self.data_path(p) for p in upload.parts]
+            name = self._content_name(final_uid)
+            self.config.content_dir.mkdir(parents=True, exist_ok=True)
+            dest = self.content_path(name)
+            try:
+                size, etag = await concat_into(sources, dest, self.config.io_block)
+            except FileNotFoundError:
+                dest.unlink(missing_ok=True)
+                raise Gone("A partial upload of this final upload is gone") from None
+            if size != upload.length:
+                dest.unlink(missing_ok=True)
+                raise Conflict(f"The partial uploads hold {size} bytes, not {upload.length}")
+            old = await self.db.run(_complete_upload, final_uid, name, size, etag)
+            leftovers = [f"upload:{p}" for p in upload.parts]
+            if old and old != name:
+                leftovers.append(old)
+            await anyio.to_thread.run_sync(self.remove_leftovers, leftovers)
+        finally:
+            self._concatenating.discard(final_uid)
+
+    # -- DELETE (termination) and the listing
+
+    async def terminate(self, request: web.Request) -> web.Response:
+        who = await caller(request)
+        uid = request.match_info["uid"]
+        if uid in self._busy:
+            raise Conflict(f"Upload {uid} is receiving a PATCH; retry after it")
+        await self.db.run(_terminate, who, uid)
+        await anyio.to_thread.run_sync(self.remove_leftovers, [f"upload:{uid}"])
+        return web.Response(status=204, headers=self._headers())
+
+    async def file_uploads(self, request: web.Request) -> web.Response:
+        from .web import json_response, path_param
+
+        who = await caller(request)
+        scope, uid = path_param(request, "scope"), path_param(request, "file_uid")
+        base = base_url(request)
+
+        def get(conn: sqlite3.Connection) -> Any:
+            _, frow = records.file_record(conn, who, scope, uid, write=False)
+            return records.file_out(conn, frow, base, scope)
+
+        return json_response(await self.db.run(get))
+
+    # -- expiry
+
+    async def sweep(self) -> None:
+        """Delete the data of expired uploads (their rows answer 410 for a week)."""
+        uids = await self.db.run(_expire, time.time(), 7 * 24 * 3600.0)
+        if uids:
+            await anyio.to_thread.run_sync(
+                self.remove_leftovers, [f"upload:{u}" for u in uids])
+            log.info("swept %d expired uploads", len(uids))
+
+
+def _write_block(fd: int, data: bytes, pos: int, hashers: list[Any]) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, pos)
+        view = view[n:]
+        pos += n
+    for h in hashers:
+        h.update(data)
+
+
+def service(app: web.Application) -> TusService:
+    """The app's TusService (created by the app factory)."""
+    return app[TUS]
+
+
+TUS = web.AppKey("aetiket_tus", TusService)
+_ = STATE  # re-exported key users import from state
