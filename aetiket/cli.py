@@ -40,8 +40,10 @@ def _serve(args: argparse.Namespace) -> int:
     user = args.admin_user or os.environ.get("AETIKET_ADMIN_USER")
     password = args.admin_password or os.environ.get("AETIKET_ADMIN_PASSWORD")
     if bool(user) != bool(password):
-        print("aetiket serve: give both --admin-user and --admin-password (or neither)",
-              file=sys.stderr)
+        print(
+            "aetiket serve: give both --admin-user and --admin-password (or neither)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = ServerConfig(
@@ -55,15 +57,18 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve_forever(config, args.host, args.port))
     except OSError as exc:
-        print(f"aetiket serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"aetiket serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="aetiket", description="Client and local server for the eTiKeT data API.")
+        prog="aetiket", description="Client and local server for the eTiKeT data API."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the local eTiKeT v1 server")
     serve.add_argument("--host", default="127.0.0.1")

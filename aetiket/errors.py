@@ -31,7 +31,7 @@ JSON bodies of the contract (``{"detail": ...}``). Messages never carry a token.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 __all__ = (
     "AetiketError",
@@ -90,7 +90,8 @@ class ApiError(AetiketError):
     when it sent one; ``headers`` the answer's headers that matter (e.g. Retry-After).
     """
 
-    status: ClassVar[int] = 500
+    #: The HTTP status; a class names its usual one, an instance may carry another.
+    status: int = 500
 
     def __init__(
         self,
@@ -258,8 +259,9 @@ def error_for_status(
     cls = _BY_STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else ApiError
-    return cls(detail, status=status, url=url, method=method, request_id=request_id,
-               headers=headers)
+    return cls(
+        detail, status=status, url=url, method=method, request_id=request_id, headers=headers
+    )
 
 
 class ResponseDecodeError(AetiketError):
@@ -285,9 +287,7 @@ class UploadError(TransferError):
 class DownloadError(TransferError):
     """A download failed; ``segments`` maps a failed segment's start offset to its error."""
 
-    def __init__(
-        self, message: str, *, segments: dict[int, BaseException] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, segments: dict[int, BaseException] | None = None) -> None:
         super().__init__(message)
         self.segments = segments or {}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -67,7 +67,7 @@ __all__ = (
 #: A metadata key or string value: more than 2 and less than 20 characters.
 MetaStr = Annotated[str, msgspec.Meta(min_length=3, max_length=19)]
 #: A metadata value: one string or a list of strings.
-MetaValue = Union[MetaStr, list[MetaStr]]
+MetaValue = MetaStr | list[MetaStr]
 #: The ``meta`` object of a dataset.
 MetaDict = dict[MetaStr, MetaValue]
 
@@ -135,7 +135,7 @@ class ErrorDetail(_Out):
 class ValidationErrorItem(_Out):
     """One FastAPI-style validation problem."""
 
-    loc: list[Union[str, int]]
+    loc: list[str | int]
     msg: str
     type: str
 
@@ -152,23 +152,23 @@ class HTTPValidationError(_Out):
 class ScopeIn(_In):
     name: Ident
     description: Text = ""
-    restricted: Union[datetime, None] = None
-    archived: Union[datetime, None] = None
+    restricted: datetime | None = None
+    archived: datetime | None = None
 
 
 class ScopeUpdate(_In, omit_defaults=True):
-    description: Union[Text, UnsetType] = UNSET
-    restricted: Union[datetime, None, UnsetType] = UNSET
-    archived: Union[datetime, None, UnsetType] = UNSET
+    description: Text | UnsetType = UNSET
+    restricted: datetime | UnsetType | None = UNSET
+    archived: datetime | UnsetType | None = UNSET
 
 
 class ScopeOut(_Out):
     name: str
     description: str
-    restricted: Union[datetime, None] = None
-    archived: Union[datetime, None] = None
-    created: Union[datetime, None] = None
-    modified: Union[datetime, None] = None
+    restricted: datetime | None = None
+    archived: datetime | None = None
+    created: datetime | None = None
+    modified: datetime | None = None
 
 
 class UserIn(_In):
@@ -180,7 +180,7 @@ class UserIn(_In):
     email: Annotated[str, msgspec.Meta(max_length=320)]
     hashed_password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
     active: bool = True
-    disabled: Union[datetime, None] = None
+    disabled: datetime | None = None
     admin: bool = False
 
     def __repr__(self) -> str:
@@ -188,18 +188,18 @@ class UserIn(_In):
 
 
 # The original client sends UserUpdate.active as the strings "true"/"false".
-BoolLike = Union[bool, Literal["true", "false", "True", "False"]]
+BoolLike = bool | Literal["true", "false", "True", "False"]
 
 
 class UserUpdate(_In, omit_defaults=True):
-    username: Union[Ident, UnsetType] = UNSET
-    firstname: Union[Name, UnsetType] = UNSET
-    lastname: Union[Name, UnsetType] = UNSET
-    email: Union[str, UnsetType] = UNSET
-    active: Union[BoolLike, UnsetType] = UNSET
-    admin: Union[bool, UnsetType] = UNSET
-    disabled: Union[datetime, None, UnsetType] = UNSET
-    hashed_password: Union[Annotated[str, msgspec.Meta(min_length=1)], UnsetType] = UNSET
+    username: Ident | UnsetType = UNSET
+    firstname: Name | UnsetType = UNSET
+    lastname: Name | UnsetType = UNSET
+    email: str | UnsetType = UNSET
+    active: BoolLike | UnsetType = UNSET
+    admin: bool | UnsetType = UNSET
+    disabled: datetime | UnsetType | None = UNSET
+    hashed_password: Annotated[str, msgspec.Meta(min_length=1)] | UnsetType = UNSET
 
     def __repr__(self) -> str:
         return "UserUpdate(...)"
@@ -211,10 +211,10 @@ class UserOut(_Out):
     lastname: str
     email: str
     active: bool = True
-    disabled: Union[datetime, None] = None
+    disabled: datetime | None = None
     admin: bool = False
-    created: Union[datetime, None] = None
-    modified: Union[datetime, None] = None
+    created: datetime | None = None
+    modified: datetime | None = None
     scopes: list[ScopeOut] = msgspec.field(default_factory=list)
 
 
@@ -226,10 +226,10 @@ class UploadOut(_Out):
 
     uid: str
     offset: int
-    length: Union[int, None]  # None while the length is deferred
+    length: int | None  # None while the length is deferred
     concat: bool
     completed: bool
-    expires: Union[datetime, None] = None
+    expires: datetime | None = None
 
 
 class FileDatasetIn(_In):
@@ -237,17 +237,17 @@ class FileDatasetIn(_In):
 
     name: Name
     uid: Ident
-    dataset_uid: Union[Ident, None] = None
-    scope: Union[Ident, None] = None
-    collected: Union[datetime, None] = None
-    duration: Union[NonNegativeFloat, None] = None
-    creator: Union[Name, None] = None
-    etag: Union[Annotated[str, msgspec.Meta(max_length=256)], None] = None
-    size: Union[NonNegative, None] = None
+    dataset_uid: Ident | None = None
+    scope: Ident | None = None
+    collected: datetime | None = None
+    duration: NonNegativeFloat | None = None
+    creator: Name | None = None
+    etag: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    size: NonNegative | None = None
     mimetype: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] = (
         "application/octet-stream"
     )
-    altlocation: Union[Annotated[str, msgspec.Meta(max_length=4096)], None] = None
+    altlocation: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
     rating: int = 0
     immutable: bool = False
     filetype: FileType = FileType.undefined
@@ -257,18 +257,16 @@ class FileIn(FileDatasetIn, kw_only=True):
     """A new file record of an existing dataset."""
 
     # Required here, optional in FileDatasetIn: msgspec lets a subclass narrow them.
-    dataset_uid: Ident  # type: ignore[assignment]
-    scope: Ident  # type: ignore[assignment]
+    dataset_uid: Ident
+    scope: Ident
 
 
 class FileUpdate(_In, omit_defaults=True):
-    name: Union[Name, UnsetType] = UNSET
-    mimetype: Union[Annotated[str, msgspec.Meta(min_length=1, max_length=256)], UnsetType] = (
-        UNSET
-    )
-    altlocation: Union[str, None, UnsetType] = UNSET
-    filetype: Union[FileType, UnsetType] = UNSET
-    rating: Union[int, UnsetType] = UNSET
+    name: Name | UnsetType = UNSET
+    mimetype: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | UnsetType = UNSET
+    altlocation: str | UnsetType | None = UNSET
+    filetype: FileType | UnsetType = UNSET
+    rating: int | UnsetType = UNSET
 
 
 class FileDatasetOut(_Out):
@@ -277,19 +275,19 @@ class FileDatasetOut(_Out):
     name: str
     uid: str
     status: FileStatus
-    collected: Union[datetime, None] = None
-    duration: Union[float, None] = None
-    creator: Union[str, None] = None
-    etag: Union[str, None] = None
-    size: Union[int, None] = None
+    collected: datetime | None = None
+    duration: float | None = None
+    creator: str | None = None
+    etag: str | None = None
+    size: int | None = None
     mimetype: str = "application/octet-stream"
-    altlocation: Union[str, None] = None
+    altlocation: str | None = None
     rating: int = 0
     immutable: bool = False
     filetype: FileType = FileType.undefined
-    created: Union[datetime, None] = None
-    modified: Union[datetime, None] = None
-    download_link: Union[str, None] = None
+    created: datetime | None = None
+    modified: datetime | None = None
+    download_link: str | None = None
 
 
 class FileOut(FileDatasetOut, kw_only=True):
@@ -309,26 +307,26 @@ class DatasetIn(_In):
     uid: Ident
     scope: Ident
     collected: datetime = msgspec.field(default_factory=utcnow)
-    creator: Union[Name, None] = None
-    description: Union[Text, None] = None
+    creator: Name | None = None
+    description: Text | None = None
     meta: MetaDict = msgspec.field(default_factory=dict)
-    duration: Union[NonNegativeFloat, None] = None
+    duration: NonNegativeFloat | None = None
     ranking: int = 0
     files: list[FileDatasetIn] = msgspec.field(default_factory=list)
 
 
 class DatasetUpdate(_In, omit_defaults=True):
-    name: Union[Name, UnsetType] = UNSET
-    collected: Union[datetime, UnsetType] = UNSET
-    duration: Union[NonNegativeFloat, None, UnsetType] = UNSET
-    description: Union[Text, None, UnsetType] = UNSET
-    creator: Union[Name, None, UnsetType] = UNSET
-    ranking: Union[int, UnsetType] = UNSET
+    name: Name | UnsetType = UNSET
+    collected: datetime | UnsetType = UNSET
+    duration: NonNegativeFloat | UnsetType | None = UNSET
+    description: Text | UnsetType | None = UNSET
+    creator: Name | UnsetType | None = UNSET
+    ranking: int | UnsetType = UNSET
 
 
 class CollectionDatasetOut(_Out):
     name: str
-    description: Union[str, None] = None
+    description: str | None = None
 
 
 class DatasetOut(_Out):
@@ -342,9 +340,9 @@ class DatasetOut(_Out):
     modified: datetime
     files: list[FileDatasetOut]
     collections: list[CollectionDatasetOut]
-    creator: Union[str, None] = None
-    description: Union[str, None] = None
-    duration: Union[float, None] = None
+    creator: str | None = None
+    description: str | None = None
+    duration: float | None = None
 
 
 class DatasetMeta(_In, _Out):
@@ -365,12 +363,12 @@ class DatasetMetaKeys(_In, _Out):
 class CollectionIn(_In):
     name: Ident
     scope: Ident
-    description: Union[Text, None] = None
+    description: Text | None = None
 
 
 class CollectionUpdate(_In, omit_defaults=True):
-    name: Union[Ident, UnsetType] = UNSET
-    description: Union[Text, None, UnsetType] = UNSET
+    name: Ident | UnsetType = UNSET
+    description: Text | UnsetType | None = UNSET
 
 
 class CollectionOut(_Out):
@@ -378,7 +376,7 @@ class CollectionOut(_Out):
     scope: str
     created: datetime
     modified: datetime
-    description: Union[str, None] = None
+    description: str | None = None
 
 
 # ---------------------------------------------------------------------------- forms and queries
@@ -392,10 +390,10 @@ class LoginForm(_In):
 
     username: str
     password: str
-    grant_type: Union[str, None] = None
+    grant_type: str | None = None
     scope: str = ""
-    client_id: Union[str, None] = None
-    client_secret: Union[str, None] = None
+    client_id: str | None = None
+    client_secret: str | None = None
 
     def __repr__(self) -> str:
         return f"LoginForm(username={self.username!r}, password=***)"
@@ -405,7 +403,7 @@ class RefreshForm(_In):
     """The form of POST /api/v1/refresh."""
 
     refresh_token: str
-    grant_type: Union[str, None] = None
+    grant_type: str | None = None
 
     def __repr__(self) -> str:
         return "RefreshForm(refresh_token=***)"
@@ -421,7 +419,7 @@ class PageQuery(_In):
 class ScopeQuery(_In):
     """Query of GET /api/v1/scopes/."""
 
-    name: Union[str, None] = None
+    name: str | None = None
     offset: Offset = 0
     limit: Limit = 800
 
@@ -430,7 +428,7 @@ class CollectionQuery(_In):
     """Query of GET /api/v1/collections/."""
 
     scope: Ident
-    name: Union[str, None] = None
+    name: str | None = None
     offset: Offset = 0
     limit: Limit = 800
 
@@ -440,19 +438,17 @@ class DatasetQuery(_In):
     their wire names)."""
 
     scope: Ident
-    collection: Union[str, None] = None
-    name: Union[str, None] = None
-    uid: Union[str, None] = None
-    since: Union[datetime, None] = None
-    until: Union[datetime, None] = None
-    sample: Union[str, None] = None
-    fridge: Union[str, None] = None
-    setup: Union[str, None] = None
-    measurement_type: Union[str, None] = msgspec.field(default=None, name="measurementType")
+    collection: str | None = None
+    name: str | None = None
+    uid: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    sample: str | None = None
+    fridge: str | None = None
+    setup: str | None = None
+    measurement_type: str | None = msgspec.field(default=None, name="measurementType")
     keywords: list[str] = msgspec.field(default_factory=list)
-    variables_measured: list[str] = msgspec.field(
-        default_factory=list, name="variablesMeasured"
-    )
+    variables_measured: list[str] = msgspec.field(default_factory=list, name="variablesMeasured")
     preview: bool = False
     ranking: int = 0
     offset: Offset = 0

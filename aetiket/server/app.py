@@ -29,7 +29,7 @@ from .db import Database
 from .routes import add_routes
 from .state import STATE, ServerState
 from .tus import TUS, TusService
-from .web import error_middleware
+from .web import Handler, error_middleware
 
 __all__ = ("LocalServer", "create_app", "serve_forever")
 
@@ -41,8 +41,14 @@ async def _ensure_admin(st: ServerState) -> None:
     if not cfg.admin_user or not cfg.admin_password:
         return
     pw_hash = await anyio.to_thread.run_sync(hash_password, cfg.admin_password)
-    body = UserIn(username=cfg.admin_user, firstname="Admin", lastname=cfg.admin_user,
-                  email=f"{cfg.admin_user}@localhost", hashed_password="-", admin=True)
+    body = UserIn(
+        username=cfg.admin_user,
+        firstname="Admin",
+        lastname=cfg.admin_user,
+        email=f"{cfg.admin_user}@localhost",
+        hashed_password="-",
+        admin=True,
+    )
     try:
         await st.db.run(records.create_user, None, body, pw_hash)
         log.info("created admin user %r", cfg.admin_user)
@@ -50,8 +56,10 @@ async def _ensure_admin(st: ServerState) -> None:
 
         def promote(conn: sqlite3.Connection) -> None:
             # The configured admin password wins: it is what the operator just typed.
-            conn.execute("UPDATE users SET admin = 1, active = 1, pw_hash = ? "
-                         "WHERE username = ?", (pw_hash, cfg.admin_user))
+            conn.execute(
+                "UPDATE users SET admin = 1, active = 1, pw_hash = ? WHERE username = ?",
+                (pw_hash, cfg.admin_user),
+            )
 
         await st.db.run(promote)
 
@@ -79,8 +87,7 @@ def create_app(config: ServerConfig) -> web.Application:
     last_sweep = time.monotonic()
 
     @web.middleware
-    async def sweeper(request: web.Request, handler: web.RequestHandler
-                      ) -> web.StreamResponse:
+    async def sweeper(request: web.Request, handler: Handler) -> web.StreamResponse:
         # Expired uploads are swept lazily, on upload creation, at most once an interval:
         # no background task to own, and expiry itself is checked on every access.
         nonlocal last_sweep
@@ -114,8 +121,14 @@ class LocalServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        runner = web.AppRunner(create_app(self.config), access_log=None,
-                               handle_signals=False, shutdown_timeout=5.0)
+        runner = web.AppRunner(
+            create_app(self.config),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            # A deep read buffer lets the socket keep filling while a block goes to disk.
+            read_bufsize=self.config.io_block,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, backlog=1024)
         await site.start()
@@ -134,8 +147,12 @@ class LocalServer:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         with anyio.CancelScope(shield=True):
             await self.stop()
 

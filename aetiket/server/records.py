@@ -148,11 +148,18 @@ def create_scope(conn: sqlite3.Connection, caller: Caller, body: ScopeIn) -> Sco
     cur = conn.execute(
         "INSERT INTO scopes (name, description, restricted, archived, created, modified) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (body.name, body.description, _opt_time(body.restricted), _opt_time(body.archived),
-         now, now),
+        (
+            body.name,
+            body.description,
+            _opt_time(body.restricted),
+            _opt_time(body.archived),
+            now,
+            now,
+        ),
     )
-    conn.execute("INSERT INTO members (scope_id, user_id) VALUES (?, ?)",
-                 (cur.lastrowid, caller.id))
+    conn.execute(
+        "INSERT INTO members (scope_id, user_id) VALUES (?, ?)", (cur.lastrowid, caller.id)
+    )
     return get_scope(conn, caller, body.name)
 
 
@@ -194,9 +201,7 @@ def update_scope(
 
 
 def _user_row(conn: sqlite3.Connection, username: str) -> Row:
-    row: Row | None = conn.execute(
-        "SELECT * FROM users WHERE username = ?", (username,)
-    ).fetchone()
+    row: Row | None = conn.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
     if row is None:
         raise NotFound(f"User '{username}' not found")
     return row
@@ -205,18 +210,18 @@ def _user_row(conn: sqlite3.Connection, username: str) -> Row:
 def add_member(conn: sqlite3.Connection, caller: Caller, scope: str, username: str) -> ScopeOut:
     row = scope_access(conn, caller, scope, write=False)
     user = _user_row(conn, username)
-    conn.execute("INSERT OR IGNORE INTO members (scope_id, user_id) VALUES (?, ?)",
-                 (row["id"], user["id"]))
+    conn.execute(
+        "INSERT OR IGNORE INTO members (scope_id, user_id) VALUES (?, ?)", (row["id"], user["id"])
+    )
     return _scope_out(row)
 
 
-def remove_member(
-    conn: sqlite3.Connection, caller: Caller, scope: str, username: str
-) -> ScopeOut:
+def remove_member(conn: sqlite3.Connection, caller: Caller, scope: str, username: str) -> ScopeOut:
     row = scope_access(conn, caller, scope, write=False)
     user = _user_row(conn, username)
-    cur = conn.execute("DELETE FROM members WHERE scope_id = ? AND user_id = ?",
-                       (row["id"], user["id"]))
+    cur = conn.execute(
+        "DELETE FROM members WHERE scope_id = ? AND user_id = ?", (row["id"], user["id"])
+    )
     if cur.rowcount == 0:
         raise NotFound(f"User '{username}' is not a member of scope '{scope}'")
     return _scope_out(row)
@@ -257,8 +262,18 @@ def create_user(
     conn.execute(
         "INSERT INTO users (username, firstname, lastname, email, pw_hash, active, disabled, "
         "admin, created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (body.username, body.firstname, body.lastname, body.email, pw_hash, int(body.active),
-         _opt_time(body.disabled), int(body.admin), now, now),
+        (
+            body.username,
+            body.firstname,
+            body.lastname,
+            body.email,
+            pw_hash,
+            int(body.active),
+            _opt_time(body.disabled),
+            int(body.admin),
+            now,
+            now,
+        ),
     )
     return _user_out(conn, _user_row(conn, body.username))
 
@@ -269,16 +284,19 @@ def get_user(conn: sqlite3.Connection, caller: Caller, username: str) -> UserOut
     return _user_out(conn, _user_row(conn, username))
 
 
-def list_users(conn: sqlite3.Connection, caller: Caller, offset: int, limit: int
-               ) -> list[UserOut]:
+def list_users(conn: sqlite3.Connection, caller: Caller, offset: int, limit: int) -> list[UserOut]:
     _require_admin(caller)
-    rows = conn.execute("SELECT * FROM users ORDER BY username LIMIT ? OFFSET ?",
-                        (limit, offset)).fetchall()
+    rows = conn.execute(
+        "SELECT * FROM users ORDER BY username LIMIT ? OFFSET ?", (limit, offset)
+    ).fetchall()
     return [_user_out(conn, r) for r in rows]
 
 
 def update_user(
-    conn: sqlite3.Connection, caller: Caller, username: str, body: UserUpdate,
+    conn: sqlite3.Connection,
+    caller: Caller,
+    username: str,
+    body: UserUpdate,
     pw_hash: str | None,
 ) -> UserOut:
     _require_admin(caller)
@@ -298,9 +316,10 @@ def update_user(
     if pw_hash is not None:
         changes["pw_hash"] = pw_hash
     new_name = changes.get("username", username)
-    if new_name != username and conn.execute(
-        "SELECT 1 FROM users WHERE username = ?", (new_name,)
-    ).fetchone():
+    if (
+        new_name != username
+        and conn.execute("SELECT 1 FROM users WHERE username = ?", (new_name,)).fetchone()
+    ):
         raise Conflict(f"User '{new_name}' already exists")
     _update_row(conn, "users", row["id"], changes)
     if changes.get("active") == 0 or "pw_hash" in changes:
@@ -343,8 +362,7 @@ def upload_out(row: Row) -> UploadOut:
         length=row["length"],
         concat=row["concat"] != "none",
         completed=bool(row["completed"]),
-        expires=None if row["completed"] else datetime.fromtimestamp(row["expires"],
-                                                                      timezone.utc),
+        expires=None if row["completed"] else datetime.fromtimestamp(row["expires"], timezone.utc),
     )
 
 
@@ -373,22 +391,37 @@ def file_record(
 def _insert_file(
     conn: sqlite3.Connection, scope_row: Row, dataset_id: int, body: FileDatasetIn, now: str
 ) -> None:
-    if conn.execute("SELECT 1 FROM files WHERE scope_id = ? AND uid = ?",
-                    (scope_row["id"], body.uid)).fetchone():
+    if conn.execute(
+        "SELECT 1 FROM files WHERE scope_id = ? AND uid = ?", (scope_row["id"], body.uid)
+    ).fetchone():
         raise Conflict(f"File '{scope_row['name']}/{body.uid}' already exists")
     conn.execute(
         "INSERT INTO files (scope_id, dataset_id, uid, name, status, collected, duration, "
         "creator, etag, size, mimetype, altlocation, rating, immutable, filetype, created, "
         "modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (scope_row["id"], dataset_id, body.uid, body.name, FileStatus.unavailable.value,
-         _opt_time(body.collected), body.duration, body.creator, body.etag, body.size,
-         body.mimetype, body.altlocation, body.rating, int(body.immutable),
-         body.filetype.value, now, now),
+        (
+            scope_row["id"],
+            dataset_id,
+            body.uid,
+            body.name,
+            FileStatus.unavailable.value,
+            _opt_time(body.collected),
+            body.duration,
+            body.creator,
+            body.etag,
+            body.size,
+            body.mimetype,
+            body.altlocation,
+            body.rating,
+            int(body.immutable),
+            body.filetype.value,
+            now,
+            now,
+        ),
     )
 
 
-def create_file(conn: sqlite3.Connection, caller: Caller, body: FileIn, base_url: str
-                ) -> FileOut:
+def create_file(conn: sqlite3.Connection, caller: Caller, body: FileIn, base_url: str) -> FileOut:
     srow = scope_access(conn, caller, body.scope, write=True)
     drow = _dataset_row(conn, srow, body.dataset_uid)
     now = now_text()
@@ -399,7 +432,11 @@ def create_file(conn: sqlite3.Connection, caller: Caller, body: FileIn, base_url
 
 
 def update_file(
-    conn: sqlite3.Connection, caller: Caller, scope: str, uid: str, body: FileUpdate,
+    conn: sqlite3.Connection,
+    caller: Caller,
+    scope: str,
+    uid: str,
+    body: FileUpdate,
     base_url: str,
 ) -> FileOut:
     _, frow = file_record(conn, caller, scope, uid, write=True)
@@ -507,11 +544,13 @@ def _store_meta(conn: sqlite3.Connection, dataset_id: int, meta: dict[str, Any])
     )
 
 
-def create_dataset(conn: sqlite3.Connection, caller: Caller, body: DatasetIn, base_url: str
-                   ) -> DatasetOut:
+def create_dataset(
+    conn: sqlite3.Connection, caller: Caller, body: DatasetIn, base_url: str
+) -> DatasetOut:
     srow = scope_access(conn, caller, body.scope, write=True)
-    if conn.execute("SELECT 1 FROM datasets WHERE scope_id = ? AND uid = ?",
-                    (srow["id"], body.uid)).fetchone():
+    if conn.execute(
+        "SELECT 1 FROM datasets WHERE scope_id = ? AND uid = ?", (srow["id"], body.uid)
+    ).fetchone():
         raise Conflict(f"Dataset '{body.scope}/{body.uid}' already exists")
     uids = [f.uid for f in body.files]
     if len(set(uids)) != len(uids):
@@ -520,8 +559,18 @@ def create_dataset(conn: sqlite3.Connection, caller: Caller, body: DatasetIn, ba
     cur = conn.execute(
         "INSERT INTO datasets (scope_id, uid, name, collected, creator, description, duration, "
         "ranking, created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (srow["id"], body.uid, body.name, to_db_time(body.collected), body.creator,
-         body.description, body.duration, body.ranking, now, now),
+        (
+            srow["id"],
+            body.uid,
+            body.name,
+            to_db_time(body.collected),
+            body.creator,
+            body.description,
+            body.duration,
+            body.ranking,
+            now,
+            now,
+        ),
     )
     dataset_id = cur.lastrowid
     assert dataset_id is not None
@@ -531,14 +580,16 @@ def create_dataset(conn: sqlite3.Connection, caller: Caller, body: DatasetIn, ba
     return get_dataset(conn, caller, body.scope, body.uid, base_url)
 
 
-def get_dataset(conn: sqlite3.Connection, caller: Caller, scope: str, uid: str, base_url: str
-                ) -> DatasetOut:
+def get_dataset(
+    conn: sqlite3.Connection, caller: Caller, scope: str, uid: str, base_url: str
+) -> DatasetOut:
     srow = scope_access(conn, caller, scope, write=False)
     return _dataset_outs(conn, [_dataset_row(conn, srow, uid)], scope, base_url)[0]
 
 
-def list_datasets(conn: sqlite3.Connection, caller: Caller, q: DatasetQuery, base_url: str
-                  ) -> list[DatasetOut]:
+def list_datasets(
+    conn: sqlite3.Connection, caller: Caller, q: DatasetQuery, base_url: str
+) -> list[DatasetOut]:
     srow = scope_access(conn, caller, q.scope, write=False)
     where = ["d.scope_id = ?", "d.ranking >= ?"]
     args: list[Any] = [srow["id"], q.ranking]
@@ -562,8 +613,12 @@ def list_datasets(conn: sqlite3.Connection, caller: Caller, q: DatasetQuery, bas
         args.append(q.collection)
     filters: list[tuple[str, str]] = [
         (key, value)
-        for key, value in (("sample", q.sample), ("fridge", q.fridge), ("setup", q.setup),
-                           ("measurement_type", q.measurement_type))
+        for key, value in (
+            ("sample", q.sample),
+            ("fridge", q.fridge),
+            ("setup", q.setup),
+            ("measurement_type", q.measurement_type),
+        )
         if value is not None
     ]
     filters += [("keywords", v) for v in q.keywords]
@@ -579,7 +634,8 @@ def list_datasets(conn: sqlite3.Connection, caller: Caller, q: DatasetQuery, bas
             "EXISTS (SELECT 1 FROM files f WHERE f.dataset_id = d.id AND f.filetype = 'preview')"
         )
     sql = (
-        "SELECT d.* FROM datasets d WHERE " + " AND ".join(where)
+        "SELECT d.* FROM datasets d WHERE "
+        + " AND ".join(where)
         + " ORDER BY d.created DESC, d.uid ASC LIMIT ? OFFSET ?"
     )
     args += [q.limit, q.offset]
@@ -587,7 +643,11 @@ def list_datasets(conn: sqlite3.Connection, caller: Caller, q: DatasetQuery, bas
 
 
 def update_dataset(
-    conn: sqlite3.Connection, caller: Caller, scope: str, uid: str, body: DatasetUpdate,
+    conn: sqlite3.Connection,
+    caller: Caller,
+    scope: str,
+    uid: str,
+    body: DatasetUpdate,
     base_url: str,
 ) -> DatasetOut:
     srow = scope_access(conn, caller, scope, write=True)
@@ -607,16 +667,23 @@ def delete_dataset(conn: sqlite3.Connection, caller: Caller, scope: str, uid: st
     """Delete a dataset and its files; returns the names to remove from disk."""
     srow = scope_access(conn, caller, scope, write=True)
     drow = _dataset_row(conn, srow, uid)
-    file_ids = [r["id"] for r in conn.execute("SELECT id FROM files WHERE dataset_id = ?",
-                                              (drow["id"],))]
+    file_ids = [
+        r["id"] for r in conn.execute("SELECT id FROM files WHERE dataset_id = ?", (drow["id"],))
+    ]
     leftovers = _disk_names(conn, file_ids) if file_ids else []
     conn.execute("DELETE FROM datasets WHERE id = ?", (drow["id"],))
     return leftovers
 
 
 def update_meta(
-    conn: sqlite3.Connection, caller: Caller, scope: str, uid: str, mode: str,
-    meta: dict[str, Any] | None, keys: list[str] | None, base_url: str,
+    conn: sqlite3.Connection,
+    caller: Caller,
+    scope: str,
+    uid: str,
+    mode: str,
+    meta: dict[str, Any] | None,
+    keys: list[str] | None,
+    base_url: str,
 ) -> DatasetOut:
     """``mode`` add merges keys in, set replaces the whole object, delete removes ``keys``."""
     srow = scope_access(conn, caller, scope, write=True)
@@ -656,11 +723,13 @@ def _collection_row(conn: sqlite3.Connection, scope_row: Row, name: str) -> Row:
     return row
 
 
-def create_collection(conn: sqlite3.Connection, caller: Caller, body: CollectionIn
-                      ) -> CollectionOut:
+def create_collection(
+    conn: sqlite3.Connection, caller: Caller, body: CollectionIn
+) -> CollectionOut:
     srow = scope_access(conn, caller, body.scope, write=True)
-    if conn.execute("SELECT 1 FROM collections WHERE scope_id = ? AND name = ?",
-                    (srow["id"], body.name)).fetchone():
+    if conn.execute(
+        "SELECT 1 FROM collections WHERE scope_id = ? AND name = ?", (srow["id"], body.name)
+    ).fetchone():
         raise Conflict(f"Collection '{body.scope}/{body.name}' already exists")
     now = now_text()
     conn.execute(
@@ -671,14 +740,16 @@ def create_collection(conn: sqlite3.Connection, caller: Caller, body: Collection
     return _collection_out(_collection_row(conn, srow, body.name), body.scope)
 
 
-def get_collection(conn: sqlite3.Connection, caller: Caller, scope: str, name: str
-                   ) -> CollectionOut:
+def get_collection(
+    conn: sqlite3.Connection, caller: Caller, scope: str, name: str
+) -> CollectionOut:
     srow = scope_access(conn, caller, scope, write=False)
     return _collection_out(_collection_row(conn, srow, name), scope)
 
 
-def list_collections(conn: sqlite3.Connection, caller: Caller, q: CollectionQuery
-                     ) -> list[CollectionOut]:
+def list_collections(
+    conn: sqlite3.Connection, caller: Caller, q: CollectionQuery
+) -> list[CollectionOut]:
     srow = scope_access(conn, caller, q.scope, write=False)
     sql = "SELECT * FROM collections WHERE scope_id = ?"
     args: list[Any] = [srow["id"]]
@@ -697,8 +768,9 @@ def update_collection(
     row = _collection_row(conn, srow, name)
     changes: dict[str, Any] = {}
     if body.name is not msgspec.UNSET and body.name != name:
-        if conn.execute("SELECT 1 FROM collections WHERE scope_id = ? AND name = ?",
-                        (srow["id"], body.name)).fetchone():
+        if conn.execute(
+            "SELECT 1 FROM collections WHERE scope_id = ? AND name = ?", (srow["id"], body.name)
+        ).fetchone():
             raise Conflict(f"Collection '{scope}/{body.name}' already exists")
         changes["name"] = body.name
     if body.description is not msgspec.UNSET:
@@ -708,8 +780,13 @@ def update_collection(
 
 
 def dataset_collection(
-    conn: sqlite3.Connection, caller: Caller, scope: str, name: str, dataset_uid: str,
-    *, add: bool,
+    conn: sqlite3.Connection,
+    caller: Caller,
+    scope: str,
+    name: str,
+    dataset_uid: str,
+    *,
+    add: bool,
 ) -> CollectionOut:
     """Put a dataset into a collection (``add``) or take it out."""
     srow = scope_access(conn, caller, scope, write=True)
@@ -736,16 +813,23 @@ def dataset_collection(
 
 _UPDATABLE = {
     "scopes": {"description", "restricted", "archived"},
-    "users": {"username", "firstname", "lastname", "email", "active", "admin", "disabled",
-              "pw_hash"},
+    "users": {
+        "username",
+        "firstname",
+        "lastname",
+        "email",
+        "active",
+        "admin",
+        "disabled",
+        "pw_hash",
+    },
     "datasets": {"name", "collected", "duration", "description", "creator", "ranking"},
     "collections": {"name", "description"},
     "files": {"name", "mimetype", "altlocation", "rating", "filetype"},
 }
 
 
-def _update_row(conn: sqlite3.Connection, table: str, row_id: int, changes: dict[str, Any]
-                ) -> None:
+def _update_row(conn: sqlite3.Connection, table: str, row_id: int, changes: dict[str, Any]) -> None:
     """Apply ``changes`` and bump ``modified``; column names come from a fixed allow-list."""
     allowed = _UPDATABLE[table]
     assert set(changes) <= allowed, set(changes) - allowed

@@ -61,18 +61,23 @@ async def login(request: web.Request) -> web.Response:
     st = request.app[STATE]
 
     def lookup(conn: sqlite3.Connection) -> tuple[int, str, bool] | None:
-        row = conn.execute("SELECT id, pw_hash, active FROM users WHERE username = ?",
-                           (form.username,)).fetchone()
+        row = conn.execute(
+            "SELECT id, pw_hash, active FROM users WHERE username = ?", (form.username,)
+        ).fetchone()
         return None if row is None else (row["id"], row["pw_hash"], bool(row["active"]))
 
     found = await st.db.run(lookup)
     # scrypt is slow on purpose: off the loop, and off the database thread.
-    ok = found is not None and found[2] and await anyio.to_thread.run_sync(
-        verify_password, form.password, found[1])
+    ok = (
+        found is not None
+        and found[2]
+        and await anyio.to_thread.run_sync(verify_password, form.password, found[1])
+    )
     if not ok or found is None:
         raise Unauthorized("Incorrect username or password")
-    token = await st.db.run(issue_tokens, found[0], st.config.access_token_ttl,
-                            st.config.refresh_token_ttl)
+    token = await st.db.run(
+        issue_tokens, found[0], st.config.access_token_ttl, st.config.refresh_token_ttl
+    )
     return json_response(token)
 
 
@@ -81,8 +86,9 @@ async def refresh(request: web.Request) -> web.Response:
     # Ignores Authorization: the original client sends its expired access token here.
     form = await decode_form(request, RefreshForm)
     cfg = request.app[STATE].config
-    token = await _db(request).run(redeem_refresh_token, form.refresh_token,
-                                   cfg.access_token_ttl, cfg.refresh_token_ttl)
+    token = await _db(request).run(
+        redeem_refresh_token, form.refresh_token, cfg.access_token_ttl, cfg.refresh_token_ttl
+    )
     return json_response(token)
 
 
@@ -151,7 +157,8 @@ async def list_scopes(request: web.Request) -> web.Response:
 async def get_scope(request: web.Request) -> web.Response:
     who = await caller(request)
     return json_response(
-        await _db(request).run(records.get_scope, who, path_param(request, "name")))
+        await _db(request).run(records.get_scope, who, path_param(request, "name"))
+    )
 
 
 @routes.patch(f"{API}/scopes/{{name}}")
@@ -165,16 +172,24 @@ async def update_scope(request: web.Request) -> web.Response:
 @routes.put(f"{API}/scopes/{{scope}}/members/{{username}}")
 async def add_member(request: web.Request) -> web.Response:
     who = await caller(request)
-    return json_response(await _db(request).run(
-        records.add_member, who, path_param(request, "scope"), path_param(request, "username")))
+    return json_response(
+        await _db(request).run(
+            records.add_member, who, path_param(request, "scope"), path_param(request, "username")
+        )
+    )
 
 
 @routes.delete(f"{API}/scopes/{{scope}}/members/{{username}}")
 async def remove_member(request: web.Request) -> web.Response:
     who = await caller(request)
-    return json_response(await _db(request).run(
-        records.remove_member, who, path_param(request, "scope"),
-        path_param(request, "username")))
+    return json_response(
+        await _db(request).run(
+            records.remove_member,
+            who,
+            path_param(request, "scope"),
+            path_param(request, "username"),
+        )
+    )
 
 
 # ---------------------------------------------------------------------------- datasets
@@ -185,15 +200,15 @@ async def create_dataset(request: web.Request) -> web.Response:
     who = await caller(request)
     body = await decode_body(request, DatasetIn)
     return json_response(
-        await _db(request).run(records.create_dataset, who, body, base_url(request)))
+        await _db(request).run(records.create_dataset, who, body, base_url(request))
+    )
 
 
 @routes.get(f"{API}/datasets/")
 async def list_datasets(request: web.Request) -> web.Response:
     who = await caller(request)
     q = decode_query(request, DatasetQuery)
-    return json_response(
-        await _db(request).run(records.list_datasets, who, q, base_url(request)))
+    return json_response(await _db(request).run(records.list_datasets, who, q, base_url(request)))
 
 
 def _scope_uid(request: web.Request, uid_name: str = "dataset_uid") -> tuple[str, str]:
@@ -205,7 +220,8 @@ async def get_dataset(request: web.Request) -> web.Response:
     who = await caller(request)
     scope, uid = _scope_uid(request)
     return json_response(
-        await _db(request).run(records.get_dataset, who, scope, uid, base_url(request)))
+        await _db(request).run(records.get_dataset, who, scope, uid, base_url(request))
+    )
 
 
 @routes.patch(f"{API}/datasets/{{scope}}/{{dataset_uid}}")
@@ -213,8 +229,9 @@ async def update_dataset(request: web.Request) -> web.Response:
     who = await caller(request)
     scope, uid = _scope_uid(request)
     body = await decode_body(request, DatasetUpdate)
-    return json_response(await _db(request).run(
-        records.update_dataset, who, scope, uid, body, base_url(request)))
+    return json_response(
+        await _db(request).run(records.update_dataset, who, scope, uid, body, base_url(request))
+    )
 
 
 @routes.delete(f"{API}/datasets/{{scope}}/{{dataset_uid}}")
@@ -234,8 +251,11 @@ async def add_metadata(request: web.Request) -> web.Response:
     who = await caller(request)
     scope, uid = _scope_uid(request)
     body = await decode_body(request, DatasetMeta)
-    return json_response(await _db(request).run(
-        records.update_meta, who, scope, uid, "add", body.meta, None, base_url(request)))
+    return json_response(
+        await _db(request).run(
+            records.update_meta, who, scope, uid, "add", body.meta, None, base_url(request)
+        )
+    )
 
 
 @routes.put(f"{API}/metadata/{{scope}}/{{dataset_uid}}")
@@ -243,8 +263,11 @@ async def set_metadata(request: web.Request) -> web.Response:
     who = await caller(request)
     scope, uid = _scope_uid(request)
     body = await decode_body(request, DatasetMeta)
-    return json_response(await _db(request).run(
-        records.update_meta, who, scope, uid, "set", body.meta, None, base_url(request)))
+    return json_response(
+        await _db(request).run(
+            records.update_meta, who, scope, uid, "set", body.meta, None, base_url(request)
+        )
+    )
 
 
 @routes.delete(f"{API}/metadata/{{scope}}/{{dataset_uid}}")
@@ -252,8 +275,11 @@ async def delete_metadata(request: web.Request) -> web.Response:
     who = await caller(request)
     scope, uid = _scope_uid(request)
     body = await decode_body(request, DatasetMetaKeys)
-    return json_response(await _db(request).run(
-        records.update_meta, who, scope, uid, "delete", None, body.keys, base_url(request)))
+    return json_response(
+        await _db(request).run(
+            records.update_meta, who, scope, uid, "delete", None, body.keys, base_url(request)
+        )
+    )
 
 
 # ---------------------------------------------------------------------------- collections
@@ -285,8 +311,7 @@ async def update_collection(request: web.Request) -> web.Response:
     who = await caller(request)
     scope, name = _scope_uid(request, "name")
     body = await decode_body(request, CollectionUpdate)
-    return json_response(
-        await _db(request).run(records.update_collection, who, scope, name, body))
+    return json_response(await _db(request).run(records.update_collection, who, scope, name, body))
 
 
 @routes.put(f"{API}/collections/{{scope}}/{{name}}/datasets/{{dataset_uid}}")
@@ -294,8 +319,9 @@ async def add_to_collection(request: web.Request) -> web.Response:
     who = await caller(request)
     scope, name = _scope_uid(request, "name")
     uid = path_param(request, "dataset_uid")
-    return json_response(await _db(request).run(
-        records.dataset_collection, who, scope, name, uid, add=True))
+    return json_response(
+        await _db(request).run(records.dataset_collection, who, scope, name, uid, add=True)
+    )
 
 
 @routes.delete(f"{API}/collections/{{scope}}/{{name}}/datasets/{{dataset_uid}}")
@@ -303,8 +329,9 @@ async def remove_from_collection(request: web.Request) -> web.Response:
     who = await caller(request)
     scope, name = _scope_uid(request, "name")
     uid = path_param(request, "dataset_uid")
-    return json_response(await _db(request).run(
-        records.dataset_collection, who, scope, name, uid, add=False))
+    return json_response(
+        await _db(request).run(records.dataset_collection, who, scope, name, uid, add=False)
+    )
 
 
 # ---------------------------------------------------------------------------- files
@@ -314,8 +341,7 @@ async def remove_from_collection(request: web.Request) -> web.Response:
 async def create_file(request: web.Request) -> web.Response:
     who = await caller(request)
     body = await decode_body(request, FileIn)
-    return json_response(
-        await _db(request).run(records.create_file, who, body, base_url(request)))
+    return json_response(await _db(request).run(records.create_file, who, body, base_url(request)))
 
 
 @routes.get(f"{API}/files/{{scope}}/{{file_uid}}", allow_head=True)
@@ -334,7 +360,11 @@ async def file_content(request: web.Request) -> web.StreamResponse:
     modified = from_db_time(row["modified"])
     assert modified is not None
     return content_response(
-        request, path, size=row["size"], etag=row["etag"], mimetype=row["mimetype"],
+        request,
+        path,
+        size=row["size"],
+        etag=row["etag"],
+        mimetype=row["mimetype"],
         last_modified=modified,
     )
 
@@ -344,8 +374,9 @@ async def update_file(request: web.Request) -> web.Response:
     who = await caller(request)
     scope, uid = _scope_uid(request, "file_uid")
     body = await decode_body(request, FileUpdate)
-    return json_response(await _db(request).run(
-        records.update_file, who, scope, uid, body, base_url(request)))
+    return json_response(
+        await _db(request).run(records.update_file, who, scope, uid, body, base_url(request))
+    )
 
 
 @routes.delete(f"{API}/files/{{scope}}/{{file_uid}}")
@@ -370,13 +401,17 @@ async def viewer(request: web.Request) -> web.Response:
         out = []
         for scope in records.list_scopes(conn, who, ScopeQuery(limit=200)):
             datasets = records.list_datasets(
-                conn, who, DatasetQuery(scope=scope.name, limit=50), base)
+                conn, who, DatasetQuery(scope=scope.name, limit=50), base
+            )
             out.append((scope, datasets))
         return out
 
     esc = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>eTiKeT viewer</title>"
-             "</head><body>", f"<h1>eTiKeT — {esc(who.username)}</h1>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>eTiKeT viewer</title>"
+        "</head><body>",
+        f"<h1>eTiKeT — {esc(who.username)}</h1>",
+    ]
     for scope, datasets in await _db(request).run(collect):
         parts.append(f"<h2>{esc(scope.name)}</h2><p>{esc(scope.description)}</p><ul>")
         for d in datasets:
@@ -384,8 +419,10 @@ async def viewer(request: web.Request) -> web.Response:
                 f"<a href='{esc(f.download_link or '')}'>{esc(f.name)}</a> ({esc(f.status.value)})"
                 for f in d.files
             )
-            parts.append(f"<li><b>{esc(d.name)}</b> <code>{esc(d.uid)}</code> "
-                         f"{esc(d.collected.isoformat())} {files}</li>")
+            parts.append(
+                f"<li><b>{esc(d.name)}</b> <code>{esc(d.uid)}</code> "
+                f"{esc(d.collected.isoformat())} {files}</li>"
+            )
         parts.append("</ul>")
     parts.append("</body></html>")
     return web.Response(text="".join(parts), content_type="text/html")

@@ -21,6 +21,7 @@ from aiohttp import web
 from ..errors import ApiError, PayloadTooLarge, ValidationFailed, error_for_status
 
 __all__ = (
+    "Handler",
     "decode_body",
     "decode_form",
     "decode_query",
@@ -40,8 +41,9 @@ _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 
 
-def json_response(value: Any, *, status: int = 200, headers: dict[str, str] | None = None
-                  ) -> web.Response:
+def json_response(
+    value: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """Encode a model (or plain data) with msgspec as an ``application/json`` answer."""
     return web.Response(
         body=_encoder.encode(value),
@@ -84,8 +86,10 @@ async def decode_body(request: web.Request, model: type[T]) -> T:
     """Read a JSON body (bounded by the app's client_max_size) into ``model``."""
     try:
         raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(f"Request body is larger than {exc.max_size} bytes") from None
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(
+            f"Request body is larger than {request.client_max_size} bytes"
+        ) from None
     if not raw:
         raise ValidationFailed([{"loc": ["body"], "msg": "Field required", "type": "missing"}])
     try:
@@ -135,8 +139,10 @@ async def decode_form(request: web.Request, model: type[T]) -> T:
     """Read an ``application/x-www-form-urlencoded`` body into ``model``."""
     try:
         form = await request.post()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(f"Request body is larger than {exc.max_size} bytes") from None
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(
+            f"Request body is larger than {request.client_max_size} bytes"
+        ) from None
     except ValueError as exc:
         raise ValidationFailed(
             [{"loc": ["body"], "msg": f"Malformed form body: {exc}", "type": "value_error"}]

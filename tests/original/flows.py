@@ -10,6 +10,10 @@ Usage::
     ETIKET_URL=http://127.0.0.1:8765 ETIKET_USER=admin ETIKET_PASSWORD=secret \\
         python flows.py <flow> [<flow> ...]      # or: all, --list
 
+The flows expired_access and expired_upload need a server started with a short
+``--access-token-ttl`` / ``--upload-expiry``, given to them as ``ETIKET_ACCESS_TTL`` /
+``ETIKET_UPLOAD_EXPIRY`` (seconds); ``all`` leaves them out.
+
 ``--url``, ``--user`` and ``--password`` override the environment. A flow prints ``OK <flow>``
 on success; on any mismatch it prints ``FAIL <flow>: ...`` with the traceback and the script
 exits with status 1.
@@ -135,6 +139,9 @@ class Ctx:
     url: str
     admin_user: str
     admin_password: str
+    # For the flows that need a server started with short lifetimes (seconds).
+    access_ttl: float | None = None
+    upload_expiry: float | None = None
 
 
 _RAND = shortuuid.ShortUUID(alphabet="abcdefghijklmnopqrstuvwxyz0123456789")
@@ -169,9 +176,19 @@ def fail(message: str) -> NoReturn:
     raise AssertionError(message)
 
 
+def show(value: Any) -> str:
+    """repr, with the generated client's Unset (a field the answer omitted) spelled out."""
+    if isinstance(value, Unset):
+        return "<omitted>"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(show(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    return repr(value)
+
+
 def eq(actual: Any, expected: Any, what: str) -> None:
     if actual != expected:
-        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+        raise AssertionError(f"{what}: expected {show(expected)}, got {show(actual)}")
 
 
 def is_set(value: Any, what: str) -> None:
@@ -435,11 +452,20 @@ def check_available(client: AuthenticatedClient, scope: str, file_uid: str, size
 # --------------------------------------------------------------------------------------------
 
 FLOWS: dict[str, Callable[[Ctx], None]] = {}
+# Flows that need a server started with a short --access-token-ttl / --upload-expiry: `all`
+# leaves them out.
+SHORT_LIVED = ("expired_access", "expired_upload")
 
 
 def flow(func: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
     FLOWS[func.__name__.removeprefix("flow_")] = func
     return func
+
+
+def lifetime(value: float | None, env: str, option: str) -> float:
+    if value is None:
+        fail(f"this flow needs a server started with a short {option}: give it as {env}")
+    return value
 
 
 @flow
@@ -817,6 +843,8 @@ def flow_datasets(ctx: Ctx) -> None:
         eq(f.status, FileStatus.UNAVAILABLE, f"status of the listed file {f.name}")
         eq(f.mimetype, "application/octet-stream", f"mimetype of the listed file {f.name}")
         eq(f.filetype, FileType.UNDEFINED, f"filetype of the listed file {f.name}")
+        eq(f.rating, 0, f"rating of the listed file {f.name}")
+        eq(f.immutable, False, f"immutable of the listed file {f.name}")
     # The files listed at creation are records of their own.
     record = file_record(client, scope, file1.uid)
     eq(
@@ -1236,7 +1264,21 @@ def flow_files(ctx: Ctx) -> None:
     eq(out.duration, 2.5, "FileOut.duration")
     eq(as_utc(out.collected, "FileOut.collected"), collected, "FileOut.collected")
     is_set(out.created, "FileOut.created")
+    eq(out.immutable, False, "FileOut.immutable")
+    is_set(out.download_link, "FileOut.download_link")
     check_error(add_file.sync_detailed(client=client, json_body=body), 409, "add_file duplicate")
+
+    # Every field with a value is sent, defaults too: the original client reads an omitted
+    # field as Unset (which is falsy), not as the default.
+    plain = FileIn(name="plain", uid=rand(), dataset_uid=ds.uid, scope=scope)
+    resp = add_file.sync_detailed(client=client, json_body=plain)
+    defaults = typed(check(resp, 200, "add_file with defaults"), FileOut, "add_file with defaults")
+    eq(
+        (defaults.mimetype, defaults.filetype, defaults.rating, defaults.immutable),
+        ("application/octet-stream", FileType.UNDEFINED, 0, False),
+        "FileOut mimetype/filetype/rating/immutable of a file made with the defaults",
+    )
+    check(delete_file.sync_detailed(scope=scope, file_uid=plain.uid, client=client), 200, "delete")
     orphan = FileIn(name="orphan", uid=rand(), dataset_uid=rand(), scope=scope)
     check_error(
         add_file.sync_detailed(client=client, json_body=orphan),
@@ -1753,6 +1795,70 @@ def flow_viewer(ctx: Ctx) -> None:
         fail(f"GET /viewer Content-Type should be text/html, got {content_type!r}")
 
 
+@flow
+def flow_expired_access(ctx: Ctx) -> None:
+    """An expired access token gives 401; refreshing with it still in the header works."""
+    ttl = lifetime(ctx.access_ttl, "ETIKET_ACCESS_TTL", "--access-token-ttl")
+    token = login(ctx, ctx.admin_user, ctx.admin_password)
+    client = AuthenticatedClient(base_url=ctx.url, token=token.access_token)
+    check(get_userme.sync_detailed(client=client), 200, "get_userme with a fresh token")
+    time.sleep(ttl + 1.5)
+    resp = get_userme.sync_detailed(client=client)
+    check_error(resp, 401, "get_userme with an expired token")
+    challenge = header(resp, "WWW-Authenticate", "get_userme with an expired token")
+    if not challenge.lower().startswith("bearer"):
+        fail(f"WWW-Authenticate for an expired token should be Bearer, got {challenge!r}")
+    # The original client refreshes with its expired access token still in the header.
+    body = BodyRefreshToken(grant_type="refresh_token", refresh_token=token.refresh_token)
+    fresh = typed(
+        check(refresh_token.sync_detailed(client=client, form_data=body), 200, "refresh"),
+        Token,
+        "refresh with an expired bearer",
+    )
+    renewed = AuthenticatedClient(base_url=ctx.url, token=fresh.access_token)
+    me = typed(get_userme.sync(client=renewed), UserOut, "get_userme after refresh")
+    eq(me.username, ctx.admin_user, "get_userme.username after refresh")
+
+
+@flow
+def flow_expired_upload(ctx: Ctx) -> None:
+    """An incomplete upload expires: 410 on HEAD and PATCH; a new upload then works."""
+    expiry = lifetime(ctx.upload_expiry, "ETIKET_UPLOAD_EXPIRY", "--upload-expiry")
+    client = admin(ctx)
+    scope = new_scope(client)
+    ds = new_dataset(client, scope)
+    f = new_file(client, scope, ds.uid)
+    data = payload(1000, seed=6)
+    tus = UploadClient(client)
+    uploader = tus.uploader(
+        file_stream=io.BytesIO(data), scope=scope, file_uid=f.uid, chunk_size=100
+    )
+    started = dt.datetime.now(dt.timezone.utc)
+    uploader.upload_chunk()
+    eq(uploader.offset, 100, "offset after the first chunk")
+    record = file_record(client, scope, f.uid)
+    eq(record.status, FileStatus.PENDING, "status while the upload is open")
+    expires = as_utc(record.uploads[0].expires, "UploadOut.expires")
+    latest = started + dt.timedelta(seconds=expiry + 5)
+    if not started - dt.timedelta(seconds=1) < expires <= latest:
+        fail(f"UploadOut.expires {expires} should fall within {expiry} s of {started}")
+
+    time.sleep(expiry + 1.5)
+    # A fresh login, in case the server's access tokens are short-lived too.
+    client = admin(ctx)
+    tus.headers = client.get_headers()
+    upload_uid = upload_uid_of(str(uploader.url))
+    head = raw(status_upload, upload_uid=upload_uid, client=client, tus_resumable="1.0.0")
+    eq(head.status_code, 410, "HEAD of an expired upload")
+    tus_error(uploader.upload, 410, "PATCH of an expired upload")
+    eq(file_record(client, scope, f.uid).status, FileStatus.UNAVAILABLE, "status after expiry")
+
+    again = tus.uploader(file_stream=io.BytesIO(data), scope=scope, file_uid=f.uid)
+    again.upload()
+    check_available(client, scope, f.uid, len(data))
+    check_range(client, scope, f.uid, data, "bytes=0-", 0, 999, "application/octet-stream")
+
+
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
@@ -1780,11 +1886,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", default=os.environ.get("ETIKET_URL"))
     parser.add_argument("--user", default=os.environ.get("ETIKET_USER"))
     parser.add_argument("--password", default=os.environ.get("ETIKET_PASSWORD"))
+    parser.add_argument(
+        "--access-ttl",
+        type=float,
+        default=os.environ.get("ETIKET_ACCESS_TTL"),
+        help="the server's --access-token-ttl, for expired_access",
+    )
+    parser.add_argument(
+        "--upload-expiry",
+        type=float,
+        default=os.environ.get("ETIKET_UPLOAD_EXPIRY"),
+        help="the server's --upload-expiry, for expired_upload",
+    )
     args = parser.parse_args(argv)
     if args.list:
         print("\n".join(FLOWS))
         return 0
-    names = list(FLOWS) if args.flows in ([], ["all"]) else list(args.flows)
+    if args.flows in ([], ["all"]):
+        names = [name for name in FLOWS if name not in SHORT_LIVED]
+    else:
+        names = list(args.flows)
     unknown = [n for n in names if n not in FLOWS]
     if unknown:
         parser.error(f"unknown flow(s) {unknown!r}; known: {', '.join(FLOWS)}")
@@ -1792,9 +1913,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             "give ETIKET_URL, ETIKET_USER and ETIKET_PASSWORD (or --url, --user, --password)"
         )
-    return run(
-        names, Ctx(url=args.url.rstrip("/"), admin_user=args.user, admin_password=args.password)
+    ctx = Ctx(
+        url=args.url.rstrip("/"),
+        admin_user=args.user,
+        admin_password=args.password,
+        access_ttl=args.access_ttl,
+        upload_expiry=args.upload_expiry,
     )
+    return run(names, ctx)
 
 
 if __name__ == "__main__":
