@@ -50,7 +50,6 @@ from .auth import Caller
 from .db import from_db_time, to_db_time
 
 __all__ = [
-    "QUERYABLE_META",
     "add_member",
     "create_collection",
     "create_dataset",
@@ -63,6 +62,7 @@ __all__ = [
     "file_record",
     "get_collection",
     "get_dataset",
+    "get_me",
     "get_scope",
     "get_user",
     "list_collections",
@@ -80,13 +80,6 @@ __all__ = [
 ]
 
 Row = sqlite3.Row
-#: Metadata keys a dataset query may filter on, by query parameter.
-QUERYABLE_META = {
-    "sample": "sample",
-    "fridge": "fridge",
-    "setup": "setup",
-    "measurement_type": "measurement_type",
-}
 
 
 def now_text() -> str:
@@ -279,9 +272,13 @@ def create_user(
 
 
 def get_user(conn: sqlite3.Connection, caller: Caller, username: str) -> UserOut:
-    if username != caller.username:
-        _require_admin(caller)
+    """Admins only (the contract's users API); see :func:`get_me`."""
+    _require_admin(caller)
     return _user_out(conn, _user_row(conn, username))
+
+
+def get_me(conn: sqlite3.Connection, caller: Caller) -> UserOut:
+    return _user_out(conn, _user_row(conn, caller.username))
 
 
 def list_users(conn: sqlite3.Connection, caller: Caller, offset: int, limit: int) -> list[UserOut]:

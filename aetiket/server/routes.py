@@ -115,7 +115,7 @@ async def list_users(request: web.Request) -> web.Response:
 @routes.get(f"{API}/users/me")
 async def user_me(request: web.Request) -> web.Response:
     who = await caller(request)
-    return json_response(await _db(request).run(records.get_user, who, who.username))
+    return json_response(await _db(request).run(records.get_me, who))
 
 
 @routes.get(f"{API}/users/{{username}}")
