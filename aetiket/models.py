@@ -75,8 +75,10 @@ MetaDict = dict[MetaStr, MetaValue]
 Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^/\x00-\x1f\x7f]+$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Text = Annotated[str, msgspec.Meta(max_length=10_000)]
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+# Integers are stored as SQLite's 64-bit integers.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0, le=1e15)]  # finite: JSON has no inf
 
 
 def utcnow() -> datetime:
@@ -109,7 +111,11 @@ class _In(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
 
 
 class _Out(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Base of response bodies: optional fields without a value are omitted."""
+    """Base of response bodies: optional fields without a value (None) are omitted.
+
+    Fields that always have a value (flags, enums, counters) have no default, so they are
+    always sent: the original client reads a missing field as unset (falsy).
+    """
 
 
 # ---------------------------------------------------------------------------- auth / errors
@@ -210,12 +216,12 @@ class UserOut(_Out):
     firstname: str
     lastname: str
     email: str
-    active: bool = True
+    active: bool
+    admin: bool
+    scopes: list[ScopeOut]
     disabled: datetime | None = None
-    admin: bool = False
     created: datetime | None = None
     modified: datetime | None = None
-    scopes: list[ScopeOut] = msgspec.field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------- files / uploads
@@ -248,7 +254,7 @@ class FileDatasetIn(_In):
         "application/octet-stream"
     )
     altlocation: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
-    rating: int = 0
+    rating: Int64 = 0
     immutable: bool = False
     filetype: FileType = FileType.undefined
 
@@ -266,7 +272,7 @@ class FileUpdate(_In, omit_defaults=True):
     mimetype: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | UnsetType = UNSET
     altlocation: str | UnsetType | None = UNSET
     filetype: FileType | UnsetType = UNSET
-    rating: int | UnsetType = UNSET
+    rating: Int64 | UnsetType = UNSET
 
 
 class FileDatasetOut(_Out):
@@ -275,16 +281,16 @@ class FileDatasetOut(_Out):
     name: str
     uid: str
     status: FileStatus
+    mimetype: str
+    rating: int
+    immutable: bool
+    filetype: FileType
     collected: datetime | None = None
     duration: float | None = None
     creator: str | None = None
     etag: str | None = None
     size: int | None = None
-    mimetype: str = "application/octet-stream"
     altlocation: str | None = None
-    rating: int = 0
-    immutable: bool = False
-    filetype: FileType = FileType.undefined
     created: datetime | None = None
     modified: datetime | None = None
     download_link: str | None = None
@@ -311,7 +317,7 @@ class DatasetIn(_In):
     description: Text | None = None
     meta: MetaDict = msgspec.field(default_factory=dict)
     duration: NonNegativeFloat | None = None
-    ranking: int = 0
+    ranking: Int64 = 0
     files: list[FileDatasetIn] = msgspec.field(default_factory=list)
 
 
@@ -321,7 +327,7 @@ class DatasetUpdate(_In, omit_defaults=True):
     duration: NonNegativeFloat | UnsetType | None = UNSET
     description: Text | UnsetType | None = UNSET
     creator: Name | UnsetType | None = UNSET
-    ranking: int | UnsetType = UNSET
+    ranking: Int64 | UnsetType = UNSET
 
 
 class CollectionDatasetOut(_Out):
@@ -381,7 +387,7 @@ class CollectionOut(_Out):
 
 # ---------------------------------------------------------------------------- forms and queries
 
-Offset = Annotated[int, msgspec.Meta(ge=0)]
+Offset = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 
 
@@ -450,6 +456,6 @@ class DatasetQuery(_In):
     keywords: list[str] = msgspec.field(default_factory=list)
     variables_measured: list[str] = msgspec.field(default_factory=list, name="variablesMeasured")
     preview: bool = False
-    ranking: int = 0
+    ranking: Int64 = 0
     offset: Offset = 0
     limit: Limit = 500

@@ -32,7 +32,8 @@ __all__ = (
     "parse_range",
 )
 
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.I)
+# ASCII only: in Unicode mode "\d" takes Arabic digits and re.I folds a long s into "s".
+_RANGE = re.compile(r"[ \t]*bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*", re.I | re.ASCII)
 _MAX_DIGITS = 19  # more than any file has; keeps int() of attacker input cheap
 
 
@@ -47,7 +48,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     if "," in header:
         return None
-    match = _RANGE.match(header)
+    match = _RANGE.fullmatch(header)
     if not match:
         return None
     first_s, last_s = match.groups()
@@ -57,8 +58,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         if not last_s:
             return None
         suffix = int(last_s)
-        if suffix == 0 or size == 0:
+        if suffix == 0:
             raise RangeNotSatisfiable(f"Range {header!r} selects nothing of {size} bytes")
+        if size == 0:
+            return None  # satisfiable (RFC 9110 14.1.1), but no 206 can say "0 bytes"
         return max(0, size - suffix), size - 1
     first = int(first_s)
     last = int(last_s) if last_s else size - 1

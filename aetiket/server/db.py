@@ -8,6 +8,7 @@ and rolls back when it raises.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -16,6 +17,8 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+
+from ..errors import ValidationFailed
 
 __all__ = ("Database", "from_db_time", "to_db_time")
 
@@ -141,7 +144,18 @@ def to_db_time(value: datetime) -> str:
     """Store a datetime as fixed-width UTC ISO text, so text order is time order."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)  # the contract: naive means UTC
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    try:
+        return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        raise ValidationFailed(
+            [
+                {
+                    "loc": ["body"],
+                    "msg": f"Datetime {value.isoformat()} is out of range in UTC",
+                    "type": "value_error",
+                }
+            ]
+        ) from None
 
 
 def from_db_time(value: str | None) -> datetime | None:
@@ -189,8 +203,9 @@ class Database:
         conn.execute("COMMIT")
         return result
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in one transaction on the database thread."""
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in one transaction on the database thread."""
+        call = functools.partial(fn, **kwargs) if kwargs else fn
         return await anyio.to_thread.run_sync(
-            self.run_sync, fn, *args, limiter=self._limiter, abandon_on_cancel=False
+            self.run_sync, call, *args, limiter=self._limiter, abandon_on_cancel=False
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -331,11 +332,19 @@ def download_link(base_url: str, scope: str, uid: str) -> str:
     return f"{base_url}/api/v1/files/{quote(scope, safe='')}/{quote(uid, safe='')}"
 
 
+# A file is pending while one of its uploads is open; the stored status says only whether
+# content exists, so an upload that expires or is terminated needs no status update.
+FILE_SELECT = (
+    "SELECT f.*, EXISTS (SELECT 1 FROM uploads u WHERE u.file_id = f.id AND u.completed = 0 "
+    "AND u.expires >= :now) AS open_upload FROM files f"
+)
+
+
 def _file_fields(row: Row, base_url: str, scope: str) -> dict[str, Any]:
     return {
         "name": row["name"],
         "uid": row["uid"],
-        "status": FileStatus(row["status"]),
+        "status": FileStatus.pending if row["open_upload"] else FileStatus(row["status"]),
         "collected": from_db_time(row["collected"]),
         "duration": row["duration"],
         "creator": row["creator"],
@@ -378,7 +387,8 @@ def file_record(
     """(scope row, file row) if the caller may read (or write) the file; 404 otherwise."""
     srow = scope_access(conn, caller, scope, write=write)
     frow: Row | None = conn.execute(
-        "SELECT * FROM files WHERE scope_id = ? AND uid = ?", (srow["id"], uid)
+        f"{FILE_SELECT} WHERE f.scope_id = :scope AND f.uid = :uid",
+        {"now": time.time(), "scope": srow["id"], "uid": uid},
     ).fetchone()
     if frow is None:
         raise NotFound(f"File '{scope}/{uid}' not found")
@@ -493,7 +503,9 @@ def _dataset_outs(
     marks = ",".join("?" * len(ids))
     files: dict[int, list[FileDatasetOut]] = {i: [] for i in ids}
     for f in conn.execute(
-        f"SELECT * FROM files WHERE dataset_id IN ({marks}) ORDER BY created, id", ids
+        f"{FILE_SELECT.replace(':now', '?')} WHERE f.dataset_id IN ({marks}) "
+        "ORDER BY f.created, f.id",
+        [time.time(), *ids],
     ):
         files[f["dataset_id"]].append(FileDatasetOut(**_file_fields(f, base_url, scope)))
     colls: dict[int, list[CollectionDatasetOut]] = {i: [] for i in ids}

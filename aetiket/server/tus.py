@@ -23,6 +23,7 @@ import re
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
@@ -34,6 +35,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import (
+    ApiError,
     BadRequest,
     ChecksumRejected,
     Conflict,
@@ -64,7 +66,7 @@ OCTETS: Final = "application/offset+octet-stream"
 UPLOADS_PATH: Final = "/api/v1/uploads/"
 
 _INT = re.compile(r"^[0-9]{1,19}$")
-_META_KEY = re.compile(r"^[!#-+\--~]+$")  # visible ASCII without space and comma
+_META_KEY = re.compile(r"^[!-+\--~]+$")  # visible ASCII without space and comma
 _UID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -127,7 +129,10 @@ def parse_concat(value: str | None) -> tuple[str, list[str]]:
         raise BadRequest(f"Malformed Upload-Concat {value[:60]!r}")
     uids = []
     for url in value[len("final;") :].split():
-        path = urlsplit(url).path
+        try:
+            path = urlsplit(url).path
+        except ValueError:
+            raise BadRequest(f"Upload-Concat names a malformed URL {url[:80]!r}") from None
         if not path.startswith(UPLOADS_PATH):
             raise BadRequest(f"Upload-Concat names {url[:80]!r}, not an upload of this server")
         uid = path[len(UPLOADS_PATH) :]
@@ -197,45 +202,31 @@ def _load(conn: sqlite3.Connection, uid: str) -> Upload:
     return Upload.from_row(row)
 
 
-def _check_access(conn: sqlite3.Connection, who: Caller, upload: Upload) -> None:
-    """The creator and admins may touch an upload; so may writers of its file's scope."""
-    if who.admin or upload.user_id == who.id:
-        return
+def _check_access(conn: sqlite3.Connection, who: Caller, upload: Upload, *, write: bool) -> None:
+    """The scope access rule for an upload of a file record; owner or admin for the rest.
+
+    An upload of a file is governed by the file's scope like everything in it: members
+    (and admins) may read it, and write it unless the scope is archived. A partial upload
+    without metadata belongs to its creator alone.
+    """
     if upload.file_id is not None:
         row = conn.execute(
             "SELECT s.name FROM files f JOIN scopes s ON s.id = f.scope_id WHERE f.id = ?",
             (upload.file_id,),
         ).fetchone()
         if row is not None:
-            records.scope_access(conn, who, row["name"], write=True)
+            records.scope_access(conn, who, row["name"], write=write)
             return
-    raise Forbidden("This upload belongs to another user")
+    if not (who.admin or upload.user_id == who.id):
+        raise Forbidden("This upload belongs to another user")
 
 
-def _get_for(conn: sqlite3.Connection, who: Caller, uid: str) -> Upload:
+def _get_for(conn: sqlite3.Connection, who: Caller, uid: str, write: bool) -> Upload:
     upload = _load(conn, uid)
-    _check_access(conn, who, upload)
+    _check_access(conn, who, upload, write=write)
     if upload.expired:
         raise Gone(f"Upload {uid} expired; start a new upload")
     return upload
-
-
-def _refresh_file_status(conn: sqlite3.Connection, file_id: int) -> None:
-    """pending while an upload of the file is open; else available or unavailable."""
-    open_upload = conn.execute(
-        "SELECT 1 FROM uploads WHERE file_id = ? AND completed = 0 AND expires >= ?",
-        (file_id, time.time()),
-    ).fetchone()
-    row = conn.execute("SELECT content FROM files WHERE id = ?", (file_id,)).fetchone()
-    if row is None:
-        return
-    if open_upload:
-        status = FileStatus.pending
-    elif row["content"]:
-        status = FileStatus.available
-    else:
-        status = FileStatus.unavailable
-    conn.execute("UPDATE files SET status = ? WHERE id = ?", (status.value, file_id))
 
 
 def _target_file(
@@ -273,7 +264,13 @@ class _NewUpload:
     meta: dict[str, bytes]
 
 
-def _create(conn: sqlite3.Connection, who: Caller, new: _NewUpload, ttl: float) -> Upload:
+def _create(
+    conn: sqlite3.Connection,
+    who: Caller,
+    new: _NewUpload,
+    ttl: float,
+    data_exists: Callable[[str], bool],
+) -> Upload:
     file_id = _target_file(conn, who, new.meta, required=new.concat != "partial")
     length = new.length
     if new.concat == "final":
@@ -288,6 +285,8 @@ def _create(conn: sqlite3.Connection, who: Caller, new: _NewUpload, ttl: float) 
                 raise Gone(f"Partial upload {part_uid} expired")
             if part.length is None:
                 raise BadRequest(f"Partial upload {part_uid} has no length yet")
+            if not data_exists(part_uid):
+                raise Gone(f"Partial upload {part_uid} was already used by another final upload")
             length += part.length
     now = time.time()
     conn.execute(
@@ -305,8 +304,6 @@ def _create(conn: sqlite3.Connection, who: Caller, new: _NewUpload, ttl: float) 
             now + ttl,
         ),
     )
-    if file_id is not None:
-        _refresh_file_status(conn, file_id)
     return _load(conn, new.uid)
 
 
@@ -344,20 +341,17 @@ def _complete_upload(
     if row is None:
         return content
     conn.execute(
-        "UPDATE files SET content = ?, size = ?, etag = ?, modified = ? WHERE id = ?",
-        (content, size, etag, records.now_text(), upload.file_id),
+        "UPDATE files SET content = ?, size = ?, etag = ?, status = ?, modified = ? WHERE id = ?",
+        (content, size, etag, FileStatus.available.value, records.now_text(), upload.file_id),
     )
-    _refresh_file_status(conn, upload.file_id)
     old: str | None = row["content"]
     return old
 
 
 def _terminate(conn: sqlite3.Connection, who: Caller, uid: str) -> None:
     upload = _load(conn, uid)
-    _check_access(conn, who, upload)
+    _check_access(conn, who, upload, write=True)
     conn.execute("DELETE FROM uploads WHERE uid = ?", (uid,))
-    if upload.file_id is not None:
-        _refresh_file_status(conn, upload.file_id)
 
 
 def _expire(conn: sqlite3.Connection, now: float, keep_rows_for: float) -> list[str]:
@@ -366,8 +360,6 @@ def _expire(conn: sqlite3.Connection, now: float, keep_rows_for: float) -> list[
         "SELECT uid, file_id FROM uploads WHERE completed = 0 AND expires < ?", (now,)
     ).fetchall()
     conn.execute("DELETE FROM uploads WHERE completed = 0 AND expires < ?", (now - keep_rows_for,))
-    for file_id in {r["file_id"] for r in rows if r["file_id"] is not None}:
-        _refresh_file_status(conn, file_id)
     return [r["uid"] for r in rows]
 
 
@@ -402,15 +394,21 @@ class TusService:
     def content_path(self, name: str) -> Path:
         return self.config.content_dir / name
 
-    def remove_leftovers(self, names: list[str]) -> None:
-        """Delete content files or upload data named by records.delete_* (best effort)."""
+    def remove_leftovers(self, names: list[str]) -> int:
+        """Delete content files or upload data named by records.delete_* (best effort);
+        returns how many existed."""
+        removed = 0
         for name in names:
-            path = (
-                self.data_path(name[7:]) if name.startswith("upload:") else self.content_path(name)
-            )
-            path.unlink(missing_ok=True)
-            if name.startswith("upload:"):
+            is_upload = name.startswith("upload:")
+            path = self.data_path(name[7:]) if is_upload else self.content_path(name)
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+            if is_upload:
                 self._hashers.pop(name[7:], None)
+        return removed
 
     def _headers(self, **extra: str) -> dict[str, str]:
         return {"Tus-Resumable": TUS_VERSION, **extra}
@@ -472,29 +470,60 @@ class TusService:
             metadata=raw_meta,
             meta=parse_metadata(raw_meta),
         )
+        checksum = parse_checksum(request.headers.get("Upload-Checksum"))
         has_body = request.body_exists and request.content_length != 0
         if has_body and kind == "final":
             raise Forbidden("A final upload takes no body")
         if has_body and request.content_type != OCTETS:
             raise UnsupportedMediaType(f"Content-Type must be {OCTETS}")
-        if kind != "final":
-            await anyio.to_thread.run_sync(self._create_data_file, new.uid)
-        upload = await self.db.run(_create, who, new, self.config.upload_expiry)
+        upload = await self.db.run(
+            _create, who, new, self.config.upload_expiry, self._partial_data_exists
+        )
         headers = self._headers(Location=self._location(request, upload.uid))
         if kind == "final":
             if upload.length is not None and await self._final_ready(upload):
-                await self._concatenate(upload.uid)
+                try:
+                    await self._concatenate(upload.uid)
+                except BaseException:
+                    # A final that cannot be joined must not leave its file pending.
+                    with anyio.CancelScope(shield=True):
+                        await self._drop(upload.uid)
+                    raise
             upload = await self.db.run(_load, upload.uid)
-        elif has_body:
-            upload = await self._patch_body(request, upload, 0, None)
+            return self._created(headers, upload)
+        await anyio.to_thread.run_sync(self._create_data_file, new.uid)
+        if has_body:
+            try:
+                upload = await self._patch_body(request, upload, None, checksum)
+            except ChecksumRejected:
+                # creation-with-upload follows the PATCH rules; a rejected body leaves
+                # nothing behind, as if the POST had not happened.
+                with anyio.CancelScope(shield=True):
+                    await self._drop(upload.uid)
+                raise
         elif upload.length == 0:
             await self._finish(upload)
             upload = await self.db.run(_load, upload.uid)
-        if kind != "final" or upload.completed:
+        return self._created(headers, upload)
+
+    def _created(self, headers: dict[str, str], upload: Upload) -> web.Response:
+        if upload.concat != "final" or upload.completed:
             headers["Upload-Offset"] = str(upload.offset)
         if not upload.completed:
             headers["Upload-Expires"] = _expires_header(upload.expires)
         return web.Response(status=201, headers=headers)
+
+    def _partial_data_exists(self, uid: str) -> bool:
+        return self.data_path(uid).exists()
+
+    async def _drop(self, uid: str) -> None:
+        """Forget an upload that cannot go on: its record and its bytes."""
+
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM uploads WHERE uid = ?", (uid,))
+
+        await self.db.run(delete)
+        await anyio.to_thread.run_sync(self.remove_leftovers, [f"upload:{uid}"])
 
     def _create_data_file(self, uid: str) -> None:
         self.config.uploads_dir.mkdir(parents=True, exist_ok=True)
@@ -516,7 +545,7 @@ class TusService:
     async def head(self, request: web.Request) -> web.Response:
         _require_tus(request)
         who = await caller(request)
-        upload = await self.db.run(_get_for, who, request.match_info["uid"])
+        upload = await self.db.run(_get_for, who, request.match_info["uid"], False)
         headers = self._headers(**{"Cache-Control": "no-store"})
         if upload.concat == "final":
             headers["Upload-Concat"] = "final;" + " ".join(
@@ -550,7 +579,7 @@ class TusService:
             raise BadRequest("Upload-Offset is required")
         new_length = parse_uint(request.headers.get("Upload-Length"), "Upload-Length")
         checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-        upload = await self.db.run(_get_for, who, request.match_info["uid"])
+        upload = await self.db.run(_get_for, who, request.match_info["uid"], True)
         if upload.concat == "final":
             raise Forbidden("A final upload cannot be patched; patch its partial uploads")
         if offset != upload.offset:
@@ -691,7 +720,13 @@ class TusService:
         """An upload reached its length: a partial may unblock finals; a plain one lands."""
         if upload.concat == "partial":
             for final_uid in await self.db.run(_complete_partial, upload.uid):
-                await self._concatenate(final_uid)
+                try:
+                    await self._concatenate(final_uid)
+                except ApiError as exc:
+                    # The partial itself is fine; the final cannot be joined and goes away
+                    # (its client sees 404 and starts over) rather than stay open forever.
+                    log.warning("dropping final upload %s: %s", final_uid, exc.detail)
+                    await self._drop(final_uid)
             return
         known = self._hashers.pop(upload.uid, None)
         size = upload.length or 0
@@ -771,9 +806,11 @@ class TusService:
     async def sweep(self) -> None:
         """Delete the data of expired uploads (their rows answer 410 for a week)."""
         uids = await self.db.run(_expire, time.time(), 7 * 24 * 3600.0)
-        if uids:
-            await anyio.to_thread.run_sync(self.remove_leftovers, [f"upload:{u}" for u in uids])
-            log.info("swept %d expired uploads", len(uids))
+        removed = await anyio.to_thread.run_sync(
+            self.remove_leftovers, [f"upload:{u}" for u in uids]
+        )
+        if removed:
+            log.info("swept the data of %d expired uploads", removed)
 
 
 _MAX_IOV = 512  # well under IOV_MAX (1024 on Linux)

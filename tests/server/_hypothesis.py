@@ -9,11 +9,10 @@ warning into a pytest INTERNALERROR that hides the real failure.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
-with warnings.catch_warnings():
+# ImportError: without libcst hypothesis skips the patch, and nothing warns.
+with warnings.catch_warnings(), contextlib.suppress(ImportError):
     warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:  # libcst not installed: hypothesis skips the patch
-        pass
+    import hypothesis.extra._patching  # noqa: F401

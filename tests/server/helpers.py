@@ -64,19 +64,33 @@ async def ok(api: Api, method: str, path: str, **kw: Any) -> Any:
     return body
 
 
-async def new_dataset(api: Api, scope: str, uid_: str | None = None, **fields: Any
-                      ) -> dict[str, Any]:
-    body = {"name": "dataset", "uid": uid_ or uid("ds"), "scope": scope,
-            "collected": "2026-01-01T00:00:00+00:00", **fields}
+async def new_dataset(
+    api: Api, scope: str, uid_: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    body = {
+        "name": "dataset",
+        "uid": uid_ or uid("ds"),
+        "scope": scope,
+        "collected": "2026-01-01T00:00:00+00:00",
+        **fields,
+    }
     out: dict[str, Any] = await ok(api, "POST", f"{API}/datasets/", json=body)
     return out
 
 
 async def upload(api: Api, scope: str, file_uid: str, data: bytes) -> str:
     """Upload ``data`` as the content of a file in one creation-with-upload request."""
-    ans = await api.request("POST", f"{API}/uploads/", data=data, headers={
-        **TUS, **OCTETS, "Upload-Length": str(len(data)),
-        "Upload-Metadata": tus_metadata(scope=scope, uid=file_uid)})
+    ans = await api.request(
+        "POST",
+        f"{API}/uploads/",
+        data=data,
+        headers={
+            **TUS,
+            **OCTETS,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": tus_metadata(scope=scope, uid=file_uid),
+        },
+    )
     assert ans.status == 201, ans.body
     assert ans.headers["Upload-Offset"] == str(len(data)), dict(ans.headers)
     location: str = ans.headers["Location"]
@@ -85,9 +99,15 @@ async def upload(api: Api, scope: str, file_uid: str, data: bytes) -> str:
 
 async def open_upload(api: Api, scope: str, file_uid: str, length: int) -> str:
     """Create an upload without data; returns its Location."""
-    ans = await api.request("POST", f"{API}/uploads/", headers={
-        **TUS, "Upload-Length": str(length),
-        "Upload-Metadata": tus_metadata(scope=scope, uid=file_uid)})
+    ans = await api.request(
+        "POST",
+        f"{API}/uploads/",
+        headers={
+            **TUS,
+            "Upload-Length": str(length),
+            "Upload-Metadata": tus_metadata(scope=scope, uid=file_uid),
+        },
+    )
     assert ans.status == 201, ans.body
     location: str = ans.headers["Location"]
     return location
@@ -100,8 +120,9 @@ async def admin_api(server: ServerProcess) -> AsyncIterator[Api]:
 
 
 @asynccontextmanager
-async def user_api(server: ServerProcess, admin: Api, *, admin_flag: bool = False
-                   ) -> AsyncIterator[Api]:
+async def user_api(
+    server: ServerProcess, admin: Api, *, admin_flag: bool = False
+) -> AsyncIterator[Api]:
     """A fresh user (created by ``admin``), logged in on its own session."""
     name, password = await admin.new_user(admin=admin_flag)
     async with api_for(server.url, name, password) as api:

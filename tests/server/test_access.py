@@ -11,8 +11,17 @@ import pytest
 from tests.conftest import ServerProcess
 from tests.http import OCTETS, TUS, Answer, Api, tus_metadata
 
-from .helpers import API, admin_api, assert_error, me, new_dataset, ok, open_upload, upload, \
-    user_api
+from .helpers import (
+    API,
+    admin_api,
+    assert_error,
+    me,
+    new_dataset,
+    ok,
+    open_upload,
+    upload,
+    user_api,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -27,8 +36,13 @@ class Populated:
 
 
 async def _populate(api: Api, scope: str) -> Populated:
-    await new_dataset(api, scope, "ds", meta={"sample": "sample-1"},
-                      files=[{"name": "up", "uid": "f-up"}, {"name": "new", "uid": "f-new"}])
+    await new_dataset(
+        api,
+        scope,
+        "ds",
+        meta={"sample": "sample-1"},
+        files=[{"name": "up", "uid": "f-up"}, {"name": "new", "uid": "f-new"}],
+    )
     await new_dataset(api, scope, "ds-2")
     await upload(api, scope, "f-up", b"0123456789")
     await ok(api, "POST", f"{API}/collections/", json={"name": "coll", "scope": scope})
@@ -65,14 +79,29 @@ def _writes(p: Populated) -> list[tuple[str, str, dict[str, Any]]]:
         ("PATCH", f"{API}/collections/{s}/coll", {"json": {"description": "hijacked"}}),
         ("PUT", f"{API}/collections/{s}/coll/datasets/ds-2", {}),
         ("DELETE", f"{API}/collections/{s}/coll/datasets/ds", {}),
-        ("POST", f"{API}/files/", {"json": {"name": "n", "uid": "f-other",
-                                            "dataset_uid": "ds", "scope": s}}),
+        (
+            "POST",
+            f"{API}/files/",
+            {"json": {"name": "n", "uid": "f-other", "dataset_uid": "ds", "scope": s}},
+        ),
         ("PATCH", f"{API}/files/{s}/f-up", {"json": {"name": "hijacked"}}),
         ("DELETE", f"{API}/files/{s}/f-up", {}),
-        ("POST", f"{API}/uploads/", {"headers": {
-            **TUS, "Upload-Length": "3", "Upload-Metadata": tus_metadata(scope=s, uid="f-new")}}),
-        ("PATCH", p.upload_url, {"data": b"abc", "headers": {
-            **TUS, **OCTETS, "Upload-Offset": "0"}}),
+        (
+            "POST",
+            f"{API}/uploads/",
+            {
+                "headers": {
+                    **TUS,
+                    "Upload-Length": "3",
+                    "Upload-Metadata": tus_metadata(scope=s, uid="f-new"),
+                }
+            },
+        ),
+        (
+            "PATCH",
+            p.upload_url,
+            {"data": b"abc", "headers": {**TUS, **OCTETS, "Upload-Offset": "0"}},
+        ),
         ("DELETE", p.upload_url, {"headers": TUS}),
     ]
 
@@ -87,8 +116,7 @@ def _problem(method: str, path: str, ans: Answer, status: int) -> str | None:
     return None
 
 
-async def _expect(api: Api, calls: list[tuple[str, str, dict[str, Any]]], status: int
-                  ) -> list[str]:
+async def _expect(api: Api, calls: list[tuple[str, str, dict[str, Any]]], status: int) -> list[str]:
     problems = []
     for method, path, kw in calls:
         ans = await api.request(method, path, **kw)
@@ -125,7 +153,8 @@ async def test_non_member_gets_403_everywhere(server: ServerProcess) -> None:
         p = await _populate(admin, scope)
         s = p.scope
         calls = [
-            *_reads(p), *_writes(p),
+            *_reads(p),
+            *_writes(p),
             ("PATCH", f"{API}/scopes/{s}", {"json": {"description": "hijacked"}}),
             ("PUT", f"{API}/scopes/{s}/members/{await me(stranger)}", {}),
             ("DELETE", f"{API}/scopes/{s}/members/{server.admin_user}", {}),
@@ -157,11 +186,19 @@ async def test_admin_gets_through_without_membership(server: ServerProcess) -> N
         await ok(admin, "POST", f"{API}/collections/", json={"name": "adm", "scope": scope})
         await ok(admin, "PUT", f"{API}/collections/{scope}/adm/datasets/ds")
         await ok(admin, "PATCH", f"{API}/files/{scope}/f-up", json={"rating": 3})
-        await ok(admin, "POST", f"{API}/files/", json={
-            "name": "n", "uid": "f-adm", "dataset_uid": "ds", "scope": scope})
+        await ok(
+            admin,
+            "POST",
+            f"{API}/files/",
+            json={"name": "n", "uid": "f-adm", "dataset_uid": "ds", "scope": scope},
+        )
         await upload(admin, scope, "f-adm", b"admin bytes")
-        ans = await admin.request("PATCH", p.upload_url, data=b"0123456789",
-                                  headers={**TUS, **OCTETS, "Upload-Offset": "0"})
+        ans = await admin.request(
+            "PATCH",
+            p.upload_url,
+            data=b"0123456789",
+            headers={**TUS, **OCTETS, "Upload-Offset": "0"},
+        )
         assert ans.status == 204, ans.body
         await ok(admin, "PATCH", f"{API}/scopes/{scope}", json={"description": "adm"})
         await ok(admin, "DELETE", f"{API}/datasets/{scope}/ds-2")
@@ -188,8 +225,9 @@ async def test_membership_grants_and_revokes_access(server: ServerProcess) -> No
         await ok(user, "PATCH", f"{API}/datasets/{scope}/ds", json={"name": "by-member"})
         await ok(admin, "DELETE", f"{API}/scopes/{scope}/members/{name}")
         assert_error(await user.request("GET", f"{API}/datasets/{scope}/ds"), 403)
-        assert_error(await user.request("PATCH", f"{API}/datasets/{scope}/ds",
-                                        json={"name": "again"}), 403)
+        assert_error(
+            await user.request("PATCH", f"{API}/datasets/{scope}/ds", json={"name": "again"}), 403
+        )
         assert (await ok(admin, "GET", f"{API}/datasets/{scope}/ds"))["name"] == "by-member"
 
 
@@ -204,8 +242,9 @@ async def test_removed_member_loses_own_open_upload(server: ServerProcess) -> No
         location = await open_upload(user, scope, fuid, 4)
         await ok(admin, "DELETE", f"{API}/scopes/{scope}/members/{name}")
         assert (await user.request("HEAD", location, headers=TUS)).status == 403
-        ans = await user.request("PATCH", location, data=b"abcd",
-                                 headers={**TUS, **OCTETS, "Upload-Offset": "0"})
+        ans = await user.request(
+            "PATCH", location, data=b"abcd", headers={**TUS, **OCTETS, "Upload-Offset": "0"}
+        )
         assert_error(ans, 403)
         record = await ok(admin, "GET", f"{API}/uploads/{scope}/{fuid}")
         assert record["status"] == "pending"
@@ -227,11 +266,11 @@ async def test_archived_scope_is_read_only(server: ServerProcess) -> None:
         scope = await admin.new_scope()
         p = await _populate(admin, scope)
         await ok(admin, "PUT", f"{API}/scopes/{scope}/members/{await me(member)}")
-        archived = await ok(admin, "PATCH", f"{API}/scopes/{scope}",
-                            json={"archived": "2026-06-01T00:00:00+00:00"})
+        archived = await ok(
+            admin, "PATCH", f"{API}/scopes/{scope}", json={"archived": "2026-06-01T00:00:00+00:00"}
+        )
         assert "archived" in archived
-        assert (await ok(admin, "GET", f"{API}/scopes/{scope}"))["archived"] == \
-            archived["archived"]
+        assert (await ok(admin, "GET", f"{API}/scopes/{scope}"))["archived"] == archived["archived"]
         # Reads: 200 for the admin (and the member, except the admin's own upload).
         problems = []
         for api, reads in ((admin, _reads(p)), (member, _reads(p)[:-1])):
@@ -252,15 +291,18 @@ async def test_unarchive_with_null(server: ServerProcess) -> None:
     async with admin_api(server) as admin:
         scope = await admin.new_scope()
         await new_dataset(admin, scope, "ds")
-        await ok(admin, "PATCH", f"{API}/scopes/{scope}",
-                 json={"archived": "2026-06-01T00:00:00+00:00"})
-        assert_error(await admin.request("PATCH", f"{API}/datasets/{scope}/ds",
-                                         json={"name": "x"}), 403)
+        await ok(
+            admin, "PATCH", f"{API}/scopes/{scope}", json={"archived": "2026-06-01T00:00:00+00:00"}
+        )
+        assert_error(
+            await admin.request("PATCH", f"{API}/datasets/{scope}/ds", json={"name": "x"}), 403
+        )
         body = await ok(admin, "PATCH", f"{API}/scopes/{scope}", json={"archived": None})
         assert "archived" not in body
         assert "archived" not in await ok(admin, "GET", f"{API}/scopes/{scope}")
-        assert (await ok(admin, "PATCH", f"{API}/datasets/{scope}/ds",
-                         json={"name": "writable"}))["name"] == "writable"
+        assert (await ok(admin, "PATCH", f"{API}/datasets/{scope}/ds", json={"name": "writable"}))[
+            "name"
+        ] == "writable"
         await new_dataset(admin, scope, "ds-after")
 
 
@@ -269,8 +311,16 @@ async def test_created_archived_scope_is_read_only(server: ServerProcess) -> Non
         scope = await admin.new_scope()
         # A scope archived from the start: nothing can be written into it.
         archived = f"{scope}-arch"
-        await ok(admin, "POST", f"{API}/scopes/", json={
-            "name": archived, "description": "d", "archived": "2026-01-01T00:00:00+00:00"})
-        assert_error(await admin.request("POST", f"{API}/datasets/", json={
-            "name": "n", "uid": "ds", "scope": archived}), 403)
+        await ok(
+            admin,
+            "POST",
+            f"{API}/scopes/",
+            json={"name": archived, "description": "d", "archived": "2026-01-01T00:00:00+00:00"},
+        )
+        assert_error(
+            await admin.request(
+                "POST", f"{API}/datasets/", json={"name": "n", "uid": "ds", "scope": archived}
+            ),
+            403,
+        )
         assert await ok(admin, "GET", f"{API}/datasets/", params={"scope": archived}) == []

@@ -49,8 +49,11 @@ PROTECTED: list[tuple[str, str, dict[str, str]]] = [
     ("DELETE", f"{API}/files/some-scope/f", {}),
     ("POST", f"{API}/uploads/", {**TUS, "Upload-Length": "1"}),
     ("HEAD", f"{API}/uploads/some-upload", TUS),
-    ("PATCH", f"{API}/uploads/some-upload",
-     {**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}),
+    (
+        "PATCH",
+        f"{API}/uploads/some-upload",
+        {**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+    ),
     ("DELETE", f"{API}/uploads/some-upload", TUS),
     ("GET", f"{API}/uploads/some-scope/f", {}),
     ("GET", "/viewer", {}),
@@ -66,13 +69,20 @@ BAD_AUTH: dict[str, Callable[[], dict[str, str]]] = {
 
 def _login_form(username: str, password: str) -> dict[str, str]:
     # What the original client sends: the OAuth2 password form with an empty scope.
-    return {"grant_type": "password", "username": username, "password": password,
-            "scope": "", "client_id": "", "client_secret": ""}
+    return {
+        "grant_type": "password",
+        "username": username,
+        "password": password,
+        "scope": "",
+        "client_id": "",
+        "client_secret": "",
+    }
 
 
 @pytest.mark.parametrize("variant", list(BAD_AUTH))
 async def test_every_protected_route_answers_401_with_bearer_challenge(
-        server: ServerProcess, variant: str) -> None:
+    server: ServerProcess, variant: str
+) -> None:
     wrong = []
     async with api_for(server.url) as anon:
         for method, path, headers in PROTECTED:
@@ -93,8 +103,9 @@ async def test_every_protected_route_answers_401_with_bearer_challenge(
 
 async def test_login_accepts_the_original_form(server: ServerProcess) -> None:
     async with api_for(server.url) as anon:
-        ans = await anon.request("POST", f"{API}/token",
-                                 data=_login_form(server.admin_user, server.admin_password))
+        ans = await anon.request(
+            "POST", f"{API}/token", data=_login_form(server.admin_user, server.admin_password)
+        )
         assert ans.status == 200, ans.body
         tok = ans.json()
         assert set(tok) == {"access_token", "refresh_token", "token_type"}
@@ -102,16 +113,20 @@ async def test_login_accepts_the_original_form(server: ServerProcess) -> None:
         assert isinstance(tok["access_token"], str) and tok["access_token"]
         assert isinstance(tok["refresh_token"], str) and tok["refresh_token"]
         assert tok["access_token"] != tok["refresh_token"]
-        ans = await anon.request("GET", f"{API}/users/me",
-                                 headers={"Authorization": f"Bearer {tok['access_token']}"})
+        ans = await anon.request(
+            "GET", f"{API}/users/me", headers={"Authorization": f"Bearer {tok['access_token']}"}
+        )
         assert ans.status == 200, ans.body
         assert ans.json()["username"] == server.admin_user
 
 
 async def test_login_with_only_username_and_password(server: ServerProcess) -> None:
     async with api_for(server.url) as anon:
-        ans = await anon.request("POST", f"{API}/token", data={
-            "username": server.admin_user, "password": server.admin_password})
+        ans = await anon.request(
+            "POST",
+            f"{API}/token",
+            data={"username": server.admin_user, "password": server.admin_password},
+        )
         assert ans.status == 200, ans.body
         assert ans.json()["token_type"] == "bearer"
 
@@ -129,16 +144,16 @@ async def test_login_gives_a_new_pair_each_time(server: ServerProcess) -> None:
 async def test_login_bad_credentials_is_401(server: ServerProcess, who: str) -> None:
     user = server.admin_user if who == "wrong-password" else "nobody-at-all"
     async with api_for(server.url) as anon:
-        ans = await anon.request("POST", f"{API}/token",
-                                 data=_login_form(user, "not-the-password"))
+        ans = await anon.request("POST", f"{API}/token", data=_login_form(user, "not-the-password"))
         assert_error(ans, 401)
         assert "access_token" not in ans.json()
 
 
 async def test_login_without_password_is_422(server: ServerProcess) -> None:
     async with api_for(server.url) as anon:
-        ans = await anon.request("POST", f"{API}/token",
-                                 data={"username": server.admin_user, "scope": ""})
+        ans = await anon.request(
+            "POST", f"{API}/token", data={"username": server.admin_user, "scope": ""}
+        )
         assert_422(ans, ["body", "password"])
 
 
@@ -146,8 +161,11 @@ async def test_refresh_rotates_the_pair(server: ServerProcess) -> None:
     async with api_for(server.url, server.admin_user, server.admin_password) as api:
         old_access, old_refresh = api.token, api.refresh_token
         assert old_refresh is not None
-        ans = await api.request("POST", f"{API}/refresh", data={
-            "grant_type": "refresh_token", "refresh_token": old_refresh})
+        ans = await api.request(
+            "POST",
+            f"{API}/refresh",
+            data={"grant_type": "refresh_token", "refresh_token": old_refresh},
+        )
         assert ans.status == 200, ans.body
         tok = ans.json()
         assert set(tok) == {"access_token", "refresh_token", "token_type"}
@@ -155,32 +173,44 @@ async def test_refresh_rotates_the_pair(server: ServerProcess) -> None:
         assert tok["access_token"] not in (old_access, old_refresh)
         assert tok["refresh_token"] not in (old_access, old_refresh)
         # The new access token works.
-        ans = await api.request("GET", f"{API}/users/me",
-                                headers={"Authorization": f"Bearer {tok['access_token']}"})
+        ans = await api.request(
+            "GET", f"{API}/users/me", headers={"Authorization": f"Bearer {tok['access_token']}"}
+        )
         assert ans.status == 200
         # The old refresh token is spent.
-        ans = await api.request("POST", f"{API}/refresh", data={
-            "grant_type": "refresh_token", "refresh_token": old_refresh})
+        ans = await api.request(
+            "POST",
+            f"{API}/refresh",
+            data={"grant_type": "refresh_token", "refresh_token": old_refresh},
+        )
         assert_error(ans, 401)
         assert ans.headers["WWW-Authenticate"] == "Bearer"
         # The new one works, once.
-        ans = await api.request("POST", f"{API}/refresh", data={
-            "grant_type": "refresh_token", "refresh_token": tok["refresh_token"]})
+        ans = await api.request(
+            "POST",
+            f"{API}/refresh",
+            data={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"]},
+        )
         assert ans.status == 200, ans.body
-        ans = await api.request("POST", f"{API}/refresh", data={
-            "grant_type": "refresh_token", "refresh_token": tok["refresh_token"]})
+        ans = await api.request(
+            "POST",
+            f"{API}/refresh",
+            data={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"]},
+        )
         assert_error(ans, 401)
 
 
 async def test_refresh_rejects_garbage_and_access_tokens(server: ServerProcess) -> None:
     async with api_for(server.url, server.admin_user, server.admin_password) as api:
         for bad in ("garbage", api.token):
-            ans = await api.request("POST", f"{API}/refresh", data={
-                "grant_type": "refresh_token", "refresh_token": bad})
+            ans = await api.request(
+                "POST", f"{API}/refresh", data={"grant_type": "refresh_token", "refresh_token": bad}
+            )
             assert_error(ans, 401)
         # A refresh token is not an access token.
-        ans = await api.request("GET", f"{API}/users/me",
-                                headers={"Authorization": f"Bearer {api.refresh_token}"})
+        ans = await api.request(
+            "GET", f"{API}/users/me", headers={"Authorization": f"Bearer {api.refresh_token}"}
+        )
         assert_error(ans, 401)
         assert ans.headers["WWW-Authenticate"] == "Bearer"
 
@@ -192,17 +222,23 @@ async def test_refresh_without_token_is_422(server: ServerProcess) -> None:
 
 
 async def test_refresh_token_of_deactivated_user_is_401(server: ServerProcess) -> None:
-    async with api_for(server.url, server.admin_user, server.admin_password) as admin:
-        async with user_api(server, admin) as user:
-            name = (await user.ok("GET", f"{API}/users/me"))["username"]
-            await admin.ok("PATCH", f"{API}/users/{name}", json={"active": False})
-            ans = await user.request("POST", f"{API}/refresh", data={
-                "grant_type": "refresh_token", "refresh_token": user.refresh_token})
-            assert_error(ans, 401)
+    async with (
+        api_for(server.url, server.admin_user, server.admin_password) as admin,
+        user_api(server, admin) as user,
+    ):
+        name = (await user.ok("GET", f"{API}/users/me"))["username"]
+        await admin.ok("PATCH", f"{API}/users/{name}", json={"active": False})
+        ans = await user.request(
+            "POST",
+            f"{API}/refresh",
+            data={"grant_type": "refresh_token", "refresh_token": user.refresh_token},
+        )
+        assert_error(ans, 401)
 
 
 async def test_expired_access_token_is_401_and_refresh_still_works(
-        make_server: Callable[..., ServerProcess]) -> None:
+    make_server: Callable[..., ServerProcess],
+) -> None:
     srv = make_server("--access-token-ttl", "1")
     async with api_for(srv.url, srv.admin_user, srv.admin_password) as api:
         logged_in = time.monotonic()
@@ -213,10 +249,12 @@ async def test_expired_access_token_is_401_and_refresh_still_works(
         assert_error(ans, 401)
         assert ans.headers["WWW-Authenticate"] == "Bearer"
         # The original client sends its expired access token along with the refresh.
-        ans = await api.request("POST", f"{API}/refresh",
-                                headers={"Authorization": f"Bearer {expired}"},
-                                data={"grant_type": "refresh_token",
-                                      "refresh_token": api.refresh_token})
+        ans = await api.request(
+            "POST",
+            f"{API}/refresh",
+            headers={"Authorization": f"Bearer {expired}"},
+            data={"grant_type": "refresh_token", "refresh_token": api.refresh_token},
+        )
         assert ans.status == 200, ans.body
         tok = ans.json()
         assert tok["token_type"] == "bearer"
@@ -229,3 +267,17 @@ async def test_expired_access_token_is_401_and_refresh_still_works(
 async def test_unknown_route_is_json_404(server: ServerProcess) -> None:
     async with api_for(server.url, server.admin_user, server.admin_password) as api:
         assert_error(await api.request("GET", f"{API}/no-such-thing"), 404)
+
+
+async def test_wrong_method_is_json_405(server: ServerProcess) -> None:
+    async with api_for(server.url, server.admin_user, server.admin_password) as api:
+        ans = await api.request("PUT", f"{API}/datasets/")
+        assert_error(ans, 405)
+
+
+async def test_tus_options_needs_no_token(server: ServerProcess) -> None:
+    async with api_for(server.url) as anon:
+        ans = await anon.request("OPTIONS", f"{API}/uploads/")
+        assert ans.status == 204, ans.body
+        assert ans.headers["Tus-Version"].split(",")[0].strip() == "1.0.0"
+        assert "WWW-Authenticate" not in ans.headers

@@ -27,12 +27,15 @@ def _assert_collection_out(body: dict[str, Any], name: str, scope: str) -> None:
 async def test_create_collection(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
-        plain = await ok(api, "POST", f"{API}/collections/",
-                         json={"name": "plain", "scope": scope})
+        plain = await ok(api, "POST", f"{API}/collections/", json={"name": "plain", "scope": scope})
         _assert_collection_out(plain, "plain", scope)
         assert "description" not in plain  # omitted, never null
-        described = await ok(api, "POST", f"{API}/collections/", json={
-            "name": "described", "scope": scope, "description": "some words"})
+        described = await ok(
+            api,
+            "POST",
+            f"{API}/collections/",
+            json={"name": "described", "scope": scope, "description": "some words"},
+        )
         _assert_collection_out(described, "described", scope)
         assert described["description"] == "some words"
         assert await ok(api, "GET", f"{API}/collections/{scope}/plain") == plain
@@ -43,8 +46,14 @@ async def test_create_existing_collection_is_409(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope, other = await api.new_scope(), await api.new_scope()
         await ok(api, "POST", f"{API}/collections/", json={"name": "c", "scope": scope})
-        assert_error(await api.request("POST", f"{API}/collections/", json={
-            "name": "c", "scope": scope, "description": "again"}), 409)
+        assert_error(
+            await api.request(
+                "POST",
+                f"{API}/collections/",
+                json={"name": "c", "scope": scope, "description": "again"},
+            ),
+            409,
+        )
         assert "description" not in await ok(api, "GET", f"{API}/collections/{scope}/c")
         # Names are per scope.
         await ok(api, "POST", f"{API}/collections/", json={"name": "c", "scope": other})
@@ -53,12 +62,19 @@ async def test_create_existing_collection_is_409(server: ServerProcess) -> None:
 async def test_create_collection_errors(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
-        assert_422(await api.request("POST", f"{API}/collections/", json={"scope": scope}),
-                   ["body", "name"])
-        assert_422(await api.request("POST", f"{API}/collections/", json={"name": "c"}),
-                   ["body", "scope"])
-        assert_error(await api.request("POST", f"{API}/collections/", json={
-            "name": "c", "scope": uid("no-scope")}), 404)
+        assert_422(
+            await api.request("POST", f"{API}/collections/", json={"scope": scope}),
+            ["body", "name"],
+        )
+        assert_422(
+            await api.request("POST", f"{API}/collections/", json={"name": "c"}), ["body", "scope"]
+        )
+        assert_error(
+            await api.request(
+                "POST", f"{API}/collections/", json={"name": "c", "scope": uid("no-scope")}
+            ),
+            404,
+        )
 
 
 async def test_unknown_collection_is_404(server: ServerProcess) -> None:
@@ -66,11 +82,16 @@ async def test_unknown_collection_is_404(server: ServerProcess) -> None:
         scope = await api.new_scope()
         await new_dataset(api, scope, "ds")
         assert_error(await api.request("GET", f"{API}/collections/{scope}/nope"), 404)
-        assert_error(await api.request("PATCH", f"{API}/collections/{scope}/nope",
-                                       json={"description": "x"}), 404)
+        assert_error(
+            await api.request(
+                "PATCH", f"{API}/collections/{scope}/nope", json={"description": "x"}
+            ),
+            404,
+        )
         for method in ("PUT", "DELETE"):
-            assert_error(await api.request(
-                method, f"{API}/collections/{scope}/nope/datasets/ds"), 404)
+            assert_error(
+                await api.request(method, f"{API}/collections/{scope}/nope/datasets/ds"), 404
+            )
 
 
 async def test_list_collections(server: ServerProcess) -> None:
@@ -83,45 +104,52 @@ async def test_list_collections(server: ServerProcess) -> None:
         assert sorted(c["name"] for c in everything) == ["calib", "run-1", "run-2", "run-3"]
         for c in everything:
             _assert_collection_out(c, c["name"], scope)
-        runs = await ok(api, "GET", f"{API}/collections/", params={"scope": scope,
-                                                                    "name": "run"})
+        runs = await ok(api, "GET", f"{API}/collections/", params={"scope": scope, "name": "run"})
         assert sorted(c["name"] for c in runs) == ["run-1", "run-2", "run-3"]
-        assert await ok(api, "GET", f"{API}/collections/",
-                        params={"scope": scope, "name": "un"}) == []  # prefix only
-        page1 = await ok(api, "GET", f"{API}/collections/",
-                         params={"scope": scope, "limit": 3})
-        page2 = await ok(api, "GET", f"{API}/collections/",
-                         params={"scope": scope, "limit": 3, "offset": 3})
+        assert (
+            await ok(api, "GET", f"{API}/collections/", params={"scope": scope, "name": "un"}) == []
+        )  # prefix only
+        page1 = await ok(api, "GET", f"{API}/collections/", params={"scope": scope, "limit": 3})
+        page2 = await ok(
+            api, "GET", f"{API}/collections/", params={"scope": scope, "limit": 3, "offset": 3}
+        )
         assert len(page1) == 3 and len(page2) == 1
-        assert sorted(c["name"] for c in page1 + page2) == sorted(
-            c["name"] for c in everything)
+        assert sorted(c["name"] for c in page1 + page2) == sorted(c["name"] for c in everything)
         assert_422(await api.request("GET", f"{API}/collections/"), ["query", "scope"])
-        assert_error(await api.request("GET", f"{API}/collections/",
-                                       params={"scope": uid("no-scope")}), 404)
+        assert_error(
+            await api.request("GET", f"{API}/collections/", params={"scope": uid("no-scope")}), 404
+        )
 
 
 async def test_patch_collection(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
-        before = await ok(api, "POST", f"{API}/collections/", json={
-            "name": "old", "scope": scope, "description": "desc"})
+        before = await ok(
+            api,
+            "POST",
+            f"{API}/collections/",
+            json={"name": "old", "scope": scope, "description": "desc"},
+        )
         await ok(api, "POST", f"{API}/collections/", json={"name": "taken", "scope": scope})
-        renamed = await ok(api, "PATCH", f"{API}/collections/{scope}/old",
-                           json={"name": "new"})
+        renamed = await ok(api, "PATCH", f"{API}/collections/{scope}/old", json={"name": "new"})
         _assert_collection_out(renamed, "new", scope)
         assert renamed["description"] == "desc"  # omitted: unchanged
         assert renamed["created"] == before["created"]
         assert _dt(renamed["modified"]) >= _dt(before["modified"])
         assert_error(await api.request("GET", f"{API}/collections/{scope}/old"), 404)
         assert await ok(api, "GET", f"{API}/collections/{scope}/new") == renamed
-        assert_error(await api.request("PATCH", f"{API}/collections/{scope}/new",
-                                       json={"name": "taken"}), 409)
-        cleared = await ok(api, "PATCH", f"{API}/collections/{scope}/new",
-                           json={"description": None})
+        assert_error(
+            await api.request("PATCH", f"{API}/collections/{scope}/new", json={"name": "taken"}),
+            409,
+        )
+        cleared = await ok(
+            api, "PATCH", f"{API}/collections/{scope}/new", json={"description": None}
+        )
         assert "description" not in cleared
         assert cleared["name"] == "new"
-        described = await ok(api, "PATCH", f"{API}/collections/{scope}/new",
-                             json={"description": "again"})
+        described = await ok(
+            api, "PATCH", f"{API}/collections/{scope}/new", json={"description": "again"}
+        )
         assert described["description"] == "again"
 
 
@@ -130,8 +158,12 @@ async def test_dataset_membership(server: ServerProcess) -> None:
         scope = await api.new_scope()
         await new_dataset(api, scope, "ds-1")
         await new_dataset(api, scope, "ds-2")
-        await ok(api, "POST", f"{API}/collections/", json={
-            "name": "coll", "scope": scope, "description": "cd"})
+        await ok(
+            api,
+            "POST",
+            f"{API}/collections/",
+            json={"name": "coll", "scope": scope, "description": "cd"},
+        )
         await ok(api, "POST", f"{API}/collections/", json={"name": "bare", "scope": scope})
         body = await ok(api, "PUT", f"{API}/collections/{scope}/coll/datasets/ds-1")
         _assert_collection_out(body, "coll", scope)
@@ -141,17 +173,22 @@ async def test_dataset_membership(server: ServerProcess) -> None:
         await ok(api, "PUT", f"{API}/collections/{scope}/coll/datasets/ds-1")
         ds = await ok(api, "GET", f"{API}/datasets/{scope}/ds-1")
         assert sorted(ds["collections"], key=lambda c: c["name"]) == [
-            {"name": "bare"}, {"name": "coll", "description": "cd"}]
+            {"name": "bare"},
+            {"name": "coll", "description": "cd"},
+        ]
         assert (await ok(api, "GET", f"{API}/datasets/{scope}/ds-2"))["collections"] == []
-        listed = await ok(api, "GET", f"{API}/datasets/",
-                          params={"scope": scope, "collection": "coll"})
+        listed = await ok(
+            api, "GET", f"{API}/datasets/", params={"scope": scope, "collection": "coll"}
+        )
         assert [d["uid"] for d in listed] == ["ds-1"]
         body = await ok(api, "DELETE", f"{API}/collections/{scope}/coll/datasets/ds-1")
         _assert_collection_out(body, "coll", scope)
         ds = await ok(api, "GET", f"{API}/datasets/{scope}/ds-1")
         assert ds["collections"] == [{"name": "bare"}]
-        assert await ok(api, "GET", f"{API}/datasets/",
-                        params={"scope": scope, "collection": "coll"}) == []
+        assert (
+            await ok(api, "GET", f"{API}/datasets/", params={"scope": scope, "collection": "coll"})
+            == []
+        )
 
 
 async def test_membership_of_unknown_dataset_is_404(server: ServerProcess) -> None:
@@ -159,8 +196,9 @@ async def test_membership_of_unknown_dataset_is_404(server: ServerProcess) -> No
         scope = await api.new_scope()
         await ok(api, "POST", f"{API}/collections/", json={"name": "coll", "scope": scope})
         for method in ("PUT", "DELETE"):
-            assert_error(await api.request(
-                method, f"{API}/collections/{scope}/coll/datasets/nope"), 404)
+            assert_error(
+                await api.request(method, f"{API}/collections/{scope}/coll/datasets/nope"), 404
+            )
 
 
 async def test_rename_shows_in_dataset_collections(server: ServerProcess) -> None:
@@ -169,12 +207,20 @@ async def test_rename_shows_in_dataset_collections(server: ServerProcess) -> Non
         await new_dataset(api, scope, "ds")
         await ok(api, "POST", f"{API}/collections/", json={"name": "before", "scope": scope})
         await ok(api, "PUT", f"{API}/collections/{scope}/before/datasets/ds")
-        await ok(api, "PATCH", f"{API}/collections/{scope}/before",
-                 json={"name": "after", "description": "dd"})
+        await ok(
+            api,
+            "PATCH",
+            f"{API}/collections/{scope}/before",
+            json={"name": "after", "description": "dd"},
+        )
         ds = await ok(api, "GET", f"{API}/datasets/{scope}/ds")
         assert ds["collections"] == [{"name": "after", "description": "dd"}]
-        assert [d["uid"] for d in await ok(api, "GET", f"{API}/datasets/", params={
-            "scope": scope, "collection": "after"})] == ["ds"]
+        assert [
+            d["uid"]
+            for d in await ok(
+                api, "GET", f"{API}/datasets/", params={"scope": scope, "collection": "after"}
+            )
+        ] == ["ds"]
 
 
 async def test_deleting_a_dataset_leaves_the_collection(server: ServerProcess) -> None:
@@ -185,5 +231,7 @@ async def test_deleting_a_dataset_leaves_the_collection(server: ServerProcess) -
         await ok(api, "PUT", f"{API}/collections/{scope}/coll/datasets/ds")
         await ok(api, "DELETE", f"{API}/datasets/{scope}/ds")
         assert (await ok(api, "GET", f"{API}/collections/{scope}/coll"))["name"] == "coll"
-        assert await ok(api, "GET", f"{API}/datasets/",
-                        params={"scope": scope, "collection": "coll"}) == []
+        assert (
+            await ok(api, "GET", f"{API}/datasets/", params={"scope": scope, "collection": "coll"})
+            == []
+        )

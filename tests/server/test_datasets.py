@@ -3,6 +3,8 @@ paging and order, and the metadata rule."""
 
 from __future__ import annotations
 
+import io
+import json
 import sqlite3
 from datetime import datetime
 from typing import Any
@@ -31,8 +33,18 @@ def _dt(text: str) -> datetime:
 
 
 def _assert_dataset_shape(ds: dict[str, Any]) -> None:
-    assert {"name", "uid", "scope", "collected", "meta", "ranking", "created", "modified",
-            "files", "collections"} <= set(ds), ds
+    assert {
+        "name",
+        "uid",
+        "scope",
+        "collected",
+        "meta",
+        "ranking",
+        "created",
+        "modified",
+        "files",
+        "collections",
+    } <= set(ds), ds
     assert isinstance(ds["meta"], dict)
     for f in ds["files"]:
         assert {"name", "uid", "status"} <= set(f), f
@@ -47,9 +59,17 @@ def _assert_dataset_shape(ds: dict[str, Any]) -> None:
 async def test_create_minimal_dataset(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
-        ds = await ok(api, "POST", f"{API}/datasets/", json={
-            "name": "minimal", "uid": "ds-min", "scope": scope,
-            "collected": "2026-11-26T10:00:00+00:00"})
+        ds = await ok(
+            api,
+            "POST",
+            f"{API}/datasets/",
+            json={
+                "name": "minimal",
+                "uid": "ds-min",
+                "scope": scope,
+                "collected": "2026-11-26T10:00:00+00:00",
+            },
+        )
         _assert_dataset_shape(ds)
         assert (ds["name"], ds["uid"], ds["scope"]) == ("minimal", "ds-min", scope)
         assert _dt(ds["collected"]) == _dt("2026-11-26T10:00:00+00:00")
@@ -64,27 +84,55 @@ async def test_create_minimal_dataset(server: ServerProcess) -> None:
 async def test_create_full_dataset_with_files(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
-        ds = await ok(api, "POST", f"{API}/datasets/", json={
-            "name": "full", "uid": "ds-full", "scope": scope,
-            "collected": "2026-11-26T12:00:00+01:00", "creator": "Ada",
-            "description": "a description", "duration": 12.5, "ranking": 3,
-            "meta": {"sample": "sample-1", "keywords": ["kw-one", "kw-two"]},
-            "files": [
-                {"name": "raw.h5", "uid": "f-raw", "filetype": "raw", "size": 10,
-                 "mimetype": "application/x-hdf5", "creator": "Ada", "rating": 2},
-                {"name": "plain.bin", "uid": "f-plain"},
-            ]})
+        ds = await ok(
+            api,
+            "POST",
+            f"{API}/datasets/",
+            json={
+                "name": "full",
+                "uid": "ds-full",
+                "scope": scope,
+                "collected": "2026-11-26T12:00:00+01:00",
+                "creator": "Ada",
+                "description": "a description",
+                "duration": 12.5,
+                "ranking": 3,
+                "meta": {"sample": "sample-1", "keywords": ["kw-one", "kw-two"]},
+                "files": [
+                    {
+                        "name": "raw.h5",
+                        "uid": "f-raw",
+                        "filetype": "raw",
+                        "size": 10,
+                        "mimetype": "application/x-hdf5",
+                        "creator": "Ada",
+                        "rating": 2,
+                    },
+                    {"name": "plain.bin", "uid": "f-plain"},
+                ],
+            },
+        )
         _assert_dataset_shape(ds)
         assert _dt(ds["collected"]) == _dt("2026-11-26T11:00:00+00:00")
         assert (ds["creator"], ds["description"], ds["duration"], ds["ranking"]) == (
-            "Ada", "a description", 12.5, 3)
+            "Ada",
+            "a description",
+            12.5,
+            3,
+        )
         assert ds["meta"] == {"sample": "sample-1", "keywords": ["kw-one", "kw-two"]}
         files = {f["uid"]: f for f in ds["files"]}
         assert set(files) == {"f-raw", "f-plain"}
         raw = files["f-raw"]
         assert raw["status"] == "unavailable"  # content comes later
-        assert (raw["name"], raw["filetype"], raw["size"], raw["mimetype"], raw["creator"],
-                raw["rating"]) == ("raw.h5", "raw", 10, "application/x-hdf5", "Ada", 2)
+        assert (
+            raw["name"],
+            raw["filetype"],
+            raw["size"],
+            raw["mimetype"],
+            raw["creator"],
+            raw["rating"],
+        ) == ("raw.h5", "raw", 10, "application/x-hdf5", "Ada", 2)
         assert raw["download_link"] == f"{server.url}/api/v1/files/{scope}/f-raw"
         plain = files["f-plain"]
         assert plain["status"] == "unavailable"
@@ -93,7 +141,11 @@ async def test_create_full_dataset_with_files(server: ServerProcess) -> None:
         # Each file is a record of its own, in the dataset's scope.
         f = await ok(api, "GET", f"{API}/uploads/{scope}/f-raw")
         assert (f["scope"], f["uid"], f["status"], f["uploads"]) == (
-            scope, "f-raw", "unavailable", [])
+            scope,
+            "f-raw",
+            "unavailable",
+            [],
+        )
         assert await ok(api, "GET", f"{API}/datasets/{scope}/ds-full") == ds
 
 
@@ -101,8 +153,9 @@ async def test_create_existing_dataset_is_409(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope, other = await api.new_scope(), await api.new_scope()
         await new_dataset(api, scope, "same-uid", name="first")
-        ans = await api.request("POST", f"{API}/datasets/", json={
-            "name": "second", "uid": "same-uid", "scope": scope})
+        ans = await api.request(
+            "POST", f"{API}/datasets/", json={"name": "second", "uid": "same-uid", "scope": scope}
+        )
         assert_error(ans, 409)
         assert (await ok(api, "GET", f"{API}/datasets/{scope}/same-uid"))["name"] == "first"
         # A dataset is identified by scope/uid: the same uid in another scope is fine.
@@ -112,16 +165,84 @@ async def test_create_existing_dataset_is_409(server: ServerProcess) -> None:
 async def test_create_dataset_validation_and_unknown_scope(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
-        assert_422(await api.request("POST", f"{API}/datasets/",
-                                     json={"uid": "x1", "scope": scope}), ["body", "name"])
-        assert_422(await api.request("POST", f"{API}/datasets/", json={
-            "name": "n", "uid": "x2", "scope": scope, "collected": "not-a-date"}),
-            ["body", "collected"])
-        assert_422(await api.request("POST", f"{API}/datasets/", json={
-            "name": "n", "uid": "x3", "scope": scope, "ranking": "high"}), ["body", "ranking"])
-        assert_error(await api.request("POST", f"{API}/datasets/", json={
-            "name": "n", "uid": "x4", "scope": uid("no-scope")}), 404)
+        assert_422(
+            await api.request("POST", f"{API}/datasets/", json={"uid": "x1", "scope": scope}),
+            ["body", "name"],
+        )
+        assert_422(
+            await api.request(
+                "POST",
+                f"{API}/datasets/",
+                json={"name": "n", "uid": "x2", "scope": scope, "collected": "not-a-date"},
+            ),
+            ["body", "collected"],
+        )
+        assert_422(
+            await api.request(
+                "POST",
+                f"{API}/datasets/",
+                json={"name": "n", "uid": "x3", "scope": scope, "ranking": "high"},
+            ),
+            ["body", "ranking"],
+        )
+        assert_error(
+            await api.request(
+                "POST",
+                f"{API}/datasets/",
+                json={"name": "n", "uid": "x4", "scope": uid("no-scope")},
+            ),
+            404,
+        )
         assert await ok(api, "GET", f"{API}/datasets/", params={"scope": scope}) == []
+
+
+async def test_malformed_and_oversized_bodies(server: ServerProcess) -> None:
+    async with admin_api(server) as api:
+        scope = await api.new_scope()
+        ans = await api.request(
+            "POST",
+            f"{API}/datasets/",
+            data=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+        assert_422(ans)
+        ans = await api.request(
+            "POST", f"{API}/datasets/", data=b"", headers={"Content-Type": "application/json"}
+        )
+        assert_422(ans)
+        huge = json.dumps(
+            {"name": "n", "uid": "big", "scope": scope, "description": "x" * (5 << 20)}
+        ).encode()
+        assert_error(
+            await api.request(
+                "POST",
+                f"{API}/datasets/",
+                data=io.BytesIO(huge),
+                headers={"Content-Type": "application/json"},
+            ),
+            413,
+        )
+        assert_error(await api.request("GET", f"{API}/datasets/{scope}/big"), 404)
+
+
+async def test_create_dataset_is_all_or_nothing(server: ServerProcess) -> None:
+    async with admin_api(server) as api:
+        scope = await api.new_scope()
+        await new_dataset(api, scope, "first", files=[{"name": "x", "uid": "f-taken"}])
+        ans = await api.request(
+            "POST",
+            f"{API}/datasets/",
+            json={
+                "name": "second",
+                "uid": "second",
+                "scope": scope,
+                "files": [{"name": "ok", "uid": "f-fresh"}, {"name": "x", "uid": "f-taken"}],
+            },
+        )
+        assert_error(ans, 409)
+        assert_error(await api.request("GET", f"{API}/datasets/{scope}/second"), 404)
+        assert_error(await api.request("GET", f"{API}/uploads/{scope}/f-fresh"), 404)
+        assert await _uids(api, scope) == ["first"]
 
 
 async def test_get_unknown_dataset_is_404(server: ServerProcess) -> None:
@@ -129,43 +250,75 @@ async def test_get_unknown_dataset_is_404(server: ServerProcess) -> None:
         scope = await api.new_scope()
         for method in ("GET", "DELETE"):
             assert_error(await api.request(method, f"{API}/datasets/{scope}/nope"), 404)
-        assert_error(await api.request("PATCH", f"{API}/datasets/{scope}/nope",
-                                       json={"name": "x"}), 404)
+        assert_error(
+            await api.request("PATCH", f"{API}/datasets/{scope}/nope", json={"name": "x"}), 404
+        )
         assert_error(await api.request("GET", f"{API}/datasets/{uid('no-scope')}/nope"), 404)
 
 
 async def test_patch_dataset(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
-        before = await new_dataset(api, scope, "ds-p", creator="Ada", description="old",
-                                   duration=1.0, ranking=1, meta={"sample": "sample-1"})
-        after = await ok(api, "PATCH", f"{API}/datasets/{scope}/ds-p", json={
-            "name": "renamed", "collected": "2027-01-02T03:04:05+00:00", "ranking": 7})
+        before = await new_dataset(
+            api,
+            scope,
+            "ds-p",
+            creator="Ada",
+            description="old",
+            duration=1.0,
+            ranking=1,
+            meta={"sample": "sample-1"},
+        )
+        after = await ok(
+            api,
+            "PATCH",
+            f"{API}/datasets/{scope}/ds-p",
+            json={"name": "renamed", "collected": "2027-01-02T03:04:05+00:00", "ranking": 7},
+        )
         _assert_dataset_shape(after)
         assert after["name"] == "renamed"
         assert _dt(after["collected"]) == _dt("2027-01-02T03:04:05+00:00")
         assert after["ranking"] == 7
         # Omitted fields are left alone.
         assert (after["creator"], after["description"], after["duration"], after["meta"]) == (
-            "Ada", "old", 1.0, {"sample": "sample-1"})
+            "Ada",
+            "old",
+            1.0,
+            {"sample": "sample-1"},
+        )
         assert after["created"] == before["created"]
         assert _dt(after["modified"]) >= _dt(before["modified"])
         # An explicit null clears an optional field (then omitted, never null).
-        cleared = await ok(api, "PATCH", f"{API}/datasets/{scope}/ds-p", json={
-            "description": None, "creator": None, "duration": None})
+        cleared = await ok(
+            api,
+            "PATCH",
+            f"{API}/datasets/{scope}/ds-p",
+            json={"description": None, "creator": None, "duration": None},
+        )
         for absent in ("creator", "description", "duration"):
             assert absent not in cleared
         assert cleared["name"] == "renamed"
         assert await ok(api, "GET", f"{API}/datasets/{scope}/ds-p") == cleared
-        assert_422(await api.request("PATCH", f"{API}/datasets/{scope}/ds-p",
-                                     json={"duration": -1}), ["body", "duration"])
+        assert_422(
+            await api.request("PATCH", f"{API}/datasets/{scope}/ds-p", json={"duration": -1}),
+            ["body", "duration"],
+        )
+        # A naive datetime is UTC.
+        naive = await ok(
+            api, "PATCH", f"{API}/datasets/{scope}/ds-p", json={"collected": "2027-05-06T07:08:09"}
+        )
+        assert _dt(naive["collected"]) == _dt("2027-05-06T07:08:09+00:00")
 
 
 async def test_delete_dataset_deletes_its_files(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
-        await new_dataset(api, scope, "ds-del", files=[
-            {"name": "a", "uid": "f-del-a"}, {"name": "b", "uid": "f-del-b"}])
+        await new_dataset(
+            api,
+            scope,
+            "ds-del",
+            files=[{"name": "a", "uid": "f-del-a"}, {"name": "b", "uid": "f-del-b"}],
+        )
         await upload(api, scope, "f-del-a", b"content")
         keep = await new_dataset(api, scope, "ds-keep", files=[{"name": "c", "uid": "f-keep"}])
         ans = await api.request("DELETE", f"{API}/datasets/{scope}/ds-del")
@@ -187,21 +340,55 @@ async def test_delete_dataset_deletes_its_files(server: ServerProcess) -> None:
 
 # Created in this order: b, d, a, c. Newest created first, among ranking >= 0: c, a, b.
 SEED: list[dict[str, Any]] = [
-    {"uid": "b", "name": "alpha two", "collected": "2026-03-02T10:00:00+00:00", "ranking": 1,
-     "meta": {"sample": ["sample-1", "sample-2"], "fridge": "fridge-2",
-              "keywords": ["kw-one"], "variablesMeasured": ["volt"]},
-     "files": [{"name": "p.png", "uid": "b-preview", "filetype": "preview",
-                "mimetype": "image/png"}]},
-    {"uid": "d", "name": "gamma", "collected": "2026-03-04T10:00:00+00:00", "ranking": -1,
-     "meta": {"sample": "sample-1", "keywords": ["kw-one"]}},
-    {"uid": "a", "name": "alpha one", "collected": "2026-03-01T10:00:00+00:00", "ranking": 0,
-     "meta": {"sample": "sample-1", "fridge": "fridge-1", "setup": "setup-A",
-              "measurement_type": "iv-curve", "keywords": ["kw-one", "kw-two"],
-              "variablesMeasured": ["volt", "current"]},
-     "files": [{"name": "raw", "uid": "a-raw", "filetype": "raw"}]},
-    {"uid": "c", "name": "beta", "collected": "2026-03-03T10:00:00+00:00", "ranking": 5,
-     "meta": {"sample": "sample-3", "setup": "setup-A", "measurement_type": "spectrum",
-              "keywords": ["kw-two", "kw-three"]}},
+    {
+        "uid": "b",
+        "name": "alpha two",
+        "collected": "2026-03-02T10:00:00+00:00",
+        "ranking": 1,
+        "meta": {
+            "sample": ["sample-1", "sample-2"],
+            "fridge": "fridge-2",
+            "keywords": ["kw-one"],
+            "variablesMeasured": ["volt"],
+        },
+        "files": [
+            {"name": "p.png", "uid": "b-preview", "filetype": "preview", "mimetype": "image/png"}
+        ],
+    },
+    {
+        "uid": "d",
+        "name": "gamma",
+        "collected": "2026-03-04T10:00:00+00:00",
+        "ranking": -1,
+        "meta": {"sample": "sample-1", "keywords": ["kw-one"]},
+    },
+    {
+        "uid": "a",
+        "name": "alpha one",
+        "collected": "2026-03-01T10:00:00+00:00",
+        "ranking": 0,
+        "meta": {
+            "sample": "sample-1",
+            "fridge": "fridge-1",
+            "setup": "setup-A",
+            "measurement_type": "iv-curve",
+            "keywords": ["kw-one", "kw-two"],
+            "variablesMeasured": ["volt", "current"],
+        },
+        "files": [{"name": "raw", "uid": "a-raw", "filetype": "raw"}],
+    },
+    {
+        "uid": "c",
+        "name": "beta",
+        "collected": "2026-03-03T10:00:00+00:00",
+        "ranking": 5,
+        "meta": {
+            "sample": "sample-3",
+            "setup": "setup-A",
+            "measurement_type": "spectrum",
+            "keywords": ["kw-two", "kw-three"],
+        },
+    },
 ]
 
 
@@ -227,8 +414,9 @@ async def _uids(api: Api, scope: str, *params: tuple[str, Any]) -> list[str]:
 async def test_query_requires_scope(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         assert_422(await api.request("GET", f"{API}/datasets/"), ["query", "scope"])
-        assert_error(await api.request("GET", f"{API}/datasets/",
-                                       params={"scope": uid("no-scope")}), 404)
+        assert_error(
+            await api.request("GET", f"{API}/datasets/", params={"scope": uid("no-scope")}), 404
+        )
 
 
 async def test_query_default_order_and_ranking(server: ServerProcess) -> None:
@@ -258,7 +446,9 @@ async def test_query_order_ties_by_uid(server: ServerProcess) -> None:
                     "UPDATE datasets SET created = (SELECT created FROM datasets WHERE uid = "
                     "'t-c' AND scope_id = (SELECT id FROM scopes WHERE name = ?)) "
                     "WHERE uid IN ('t-a', 't-b') AND scope_id = "
-                    "(SELECT id FROM scopes WHERE name = ?)", (scope, scope))
+                    "(SELECT id FROM scopes WHERE name = ?)",
+                    (scope, scope),
+                )
         finally:
             conn.close()
         assert await _uids(api, scope) == ["t-0", "t-a", "t-b", "t-c"]
@@ -272,9 +462,10 @@ async def test_query_paging(server: ServerProcess) -> None:
         assert await _uids(api, scope, ("offset", 2), ("limit", 2)) == ["b"]
         assert await _uids(api, scope, ("offset", 1), ("limit", 1)) == ["a"]
         assert await _uids(api, scope, ("offset", 3)) == []
-        assert_422(await api.request("GET", f"{API}/datasets/",
-                                     params={"scope": scope, "offset": -1}),
-                   ["query", "offset"])
+        assert_422(
+            await api.request("GET", f"{API}/datasets/", params={"scope": scope, "offset": -1}),
+            ["query", "offset"],
+        )
 
 
 async def test_query_name_prefix_and_uid(server: ServerProcess) -> None:
@@ -286,6 +477,13 @@ async def test_query_name_prefix_and_uid(server: ServerProcess) -> None:
         assert await _uids(api, scope, ("name", "beta")) == ["c"]
         assert await _uids(api, scope, ("uid", "b")) == ["b"]
         assert await _uids(api, scope, ("uid", "zzz")) == []
+        # Wildcards of LIKE are plain characters here.
+        await new_dataset(api, scope, "pct", name="100% done")
+        await new_dataset(api, scope, "pcx", name="100x done")
+        await new_dataset(api, scope, "und", name="a_b")
+        await new_dataset(api, scope, "unx", name="axb")
+        assert await _uids(api, scope, ("name", "100%")) == ["pct"]
+        assert await _uids(api, scope, ("name", "a_")) == ["und"]
 
 
 async def test_query_since_until(server: ServerProcess) -> None:
@@ -293,15 +491,22 @@ async def test_query_since_until(server: ServerProcess) -> None:
         scope = await _seeded(api)
         assert await _uids(api, scope, ("since", "2026-03-02T00:00:00+00:00")) == ["c", "b"]
         assert await _uids(api, scope, ("until", "2026-03-02T12:00:00+00:00")) == ["a", "b"]
-        assert await _uids(api, scope, ("since", "2026-03-01T12:00:00+00:00"),
-                           ("until", "2026-03-02T12:00:00+00:00")) == ["b"]
+        assert await _uids(
+            api,
+            scope,
+            ("since", "2026-03-01T12:00:00+00:00"),
+            ("until", "2026-03-02T12:00:00+00:00"),
+        ) == ["b"]
         # A naive value is UTC; an offset is honoured.
         assert await _uids(api, scope, ("since", "2026-03-02T09:30:00")) == ["c", "b"]
         assert await _uids(api, scope, ("since", "2026-03-02T11:30:00+02:00")) == ["c", "b"]
         assert await _uids(api, scope, ("until", "2026-03-02T11:30:00+02:00")) == ["a"]
-        assert_422(await api.request("GET", f"{API}/datasets/",
-                                     params={"scope": scope, "since": "last week"}),
-                   ["query", "since"])
+        assert_422(
+            await api.request(
+                "GET", f"{API}/datasets/", params={"scope": scope, "since": "last week"}
+            ),
+            ["query", "since"],
+        )
 
 
 async def test_query_single_valued_meta(server: ServerProcess) -> None:
@@ -326,20 +531,23 @@ async def test_query_keywords_all_must_match(server: ServerProcess) -> None:
         assert await _uids(api, scope, ("keywords", "kw-one")) == ["a", "b"]
         assert await _uids(api, scope, ("keywords", "kw-two")) == ["c", "a"]
         assert await _uids(api, scope, ("keywords", "kw-one"), ("keywords", "kw-two")) == ["a"]
-        assert await _uids(api, scope, ("keywords", "kw-two"),
-                           ("keywords", "kw-three")) == ["c"]
-        assert await _uids(api, scope, ("keywords", "kw-one"),
-                           ("keywords", "kw-three")) == []
+        assert await _uids(api, scope, ("keywords", "kw-two"), ("keywords", "kw-three")) == ["c"]
+        assert await _uids(api, scope, ("keywords", "kw-one"), ("keywords", "kw-three")) == []
 
 
 async def test_query_variables_measured_all_must_match(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await _seeded(api)
         assert await _uids(api, scope, ("variablesMeasured", "volt")) == ["a", "b"]
-        assert await _uids(api, scope, ("variablesMeasured", "volt"),
-                           ("variablesMeasured", "current")) == ["a"]
-        assert await _uids(api, scope, ("variablesMeasured", "current"),
-                           ("variablesMeasured", "power")) == []
+        assert await _uids(
+            api, scope, ("variablesMeasured", "volt"), ("variablesMeasured", "current")
+        ) == ["a"]
+        assert (
+            await _uids(
+                api, scope, ("variablesMeasured", "current"), ("variablesMeasured", "power")
+            )
+            == []
+        )
 
 
 async def test_query_preview(server: ServerProcess) -> None:
@@ -348,9 +556,18 @@ async def test_query_preview(server: ServerProcess) -> None:
         assert await _uids(api, scope, ("preview", "true")) == ["b"]
         assert await _uids(api, scope, ("preview", "false")) == ["c", "a", "b"]
         # A file added later with filetype preview counts too.
-        await ok(api, "POST", f"{API}/files/", json={
-            "name": "p2", "uid": "c-preview", "dataset_uid": "c", "scope": scope,
-            "filetype": "preview"})
+        await ok(
+            api,
+            "POST",
+            f"{API}/files/",
+            json={
+                "name": "p2",
+                "uid": "c-preview",
+                "dataset_uid": "c",
+                "scope": scope,
+                "filetype": "preview",
+            },
+        )
         assert await _uids(api, scope, ("preview", "true")) == ["c", "b"]
 
 
@@ -370,10 +587,19 @@ async def test_query_collection(server: ServerProcess) -> None:
 async def test_query_combined(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await _seeded(api)
-        assert await _uids(api, scope, ("name", "alpha"), ("sample", "sample-1"),
-                           ("ranking", 1)) == ["b"]
-        assert await _uids(api, scope, ("keywords", "kw-one"), ("preview", "true"),
-                           ("until", "2026-03-01T23:00:00+00:00")) == []
+        assert await _uids(
+            api, scope, ("name", "alpha"), ("sample", "sample-1"), ("ranking", 1)
+        ) == ["b"]
+        assert (
+            await _uids(
+                api,
+                scope,
+                ("keywords", "kw-one"),
+                ("preview", "true"),
+                ("until", "2026-03-01T23:00:00+00:00"),
+            )
+            == []
+        )
 
 
 # ---------------------------------------------------------------------------- metadata
@@ -382,13 +608,25 @@ async def test_query_combined(server: ServerProcess) -> None:
 async def test_metadata_post_merges(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
-        before = await new_dataset(api, scope, "m1", meta={
-            "sample": "sample-1", "fridge": "fridge-1", "keywords": ["kw-a", "kw-b"]})
-        ds = await ok(api, "POST", f"{API}/metadata/{scope}/m1", json={"meta": {
-            "fridge": "fridge-9", "setup": "setup-x", "keywords": ["kw-c"]}})
+        before = await new_dataset(
+            api,
+            scope,
+            "m1",
+            meta={"sample": "sample-1", "fridge": "fridge-1", "keywords": ["kw-a", "kw-b"]},
+        )
+        ds = await ok(
+            api,
+            "POST",
+            f"{API}/metadata/{scope}/m1",
+            json={"meta": {"fridge": "fridge-9", "setup": "setup-x", "keywords": ["kw-c"]}},
+        )
         _assert_dataset_shape(ds)
-        assert ds["meta"] == {"sample": "sample-1", "fridge": "fridge-9", "setup": "setup-x",
-                              "keywords": ["kw-c"]}
+        assert ds["meta"] == {
+            "sample": "sample-1",
+            "fridge": "fridge-9",
+            "setup": "setup-x",
+            "keywords": ["kw-c"],
+        }
         assert _dt(ds["modified"]) >= _dt(before["modified"])
         assert (await ok(api, "GET", f"{API}/datasets/{scope}/m1"))["meta"] == ds["meta"]
         # The query index follows.
@@ -403,8 +641,9 @@ async def test_metadata_put_replaces(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
         await new_dataset(api, scope, "m2", meta={"sample": "sample-1", "fridge": "fridge-1"})
-        ds = await ok(api, "PUT", f"{API}/metadata/{scope}/m2", json={"meta": {
-            "keywords": ["kw-x", "kw-y"]}})
+        ds = await ok(
+            api, "PUT", f"{API}/metadata/{scope}/m2", json={"meta": {"keywords": ["kw-x", "kw-y"]}}
+        )
         assert ds["meta"] == {"keywords": ["kw-x", "kw-y"]}
         assert await _uids(api, scope, ("sample", "sample-1")) == []
         assert await _uids(api, scope, ("keywords", "kw-x"), ("keywords", "kw-y")) == ["m2"]
@@ -416,10 +655,15 @@ async def test_metadata_put_replaces(server: ServerProcess) -> None:
 async def test_metadata_delete_removes_keys(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
-        await new_dataset(api, scope, "m3", meta={
-            "sample": "sample-1", "fridge": "fridge-1", "keywords": ["kw-a"]})
-        ds = await ok(api, "DELETE", f"{API}/metadata/{scope}/m3",
-                      json={"keys": ["fridge", "keywords"]})
+        await new_dataset(
+            api,
+            scope,
+            "m3",
+            meta={"sample": "sample-1", "fridge": "fridge-1", "keywords": ["kw-a"]},
+        )
+        ds = await ok(
+            api, "DELETE", f"{API}/metadata/{scope}/m3", json={"keys": ["fridge", "keywords"]}
+        )
         _assert_dataset_shape(ds)
         assert ds["meta"] == {"sample": "sample-1"}
         assert await _uids(api, scope, ("fridge", "fridge-1")) == []
@@ -433,10 +677,16 @@ async def test_metadata_unknown_dataset_is_404(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
         for method in ("POST", "PUT"):
-            assert_error(await api.request(method, f"{API}/metadata/{scope}/nope",
-                                           json={"meta": {"sample": "sample-1"}}), 404)
-        assert_error(await api.request("DELETE", f"{API}/metadata/{scope}/nope",
-                                       json={"keys": ["sample"]}), 404)
+            assert_error(
+                await api.request(
+                    method, f"{API}/metadata/{scope}/nope", json={"meta": {"sample": "sample-1"}}
+                ),
+                404,
+            )
+        assert_error(
+            await api.request("DELETE", f"{API}/metadata/{scope}/nope", json={"keys": ["sample"]}),
+            404,
+        )
 
 
 async def test_metadata_bounds_accepted(server: ServerProcess) -> None:
@@ -464,22 +714,30 @@ BAD_META: list[tuple[str, Any, list[Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("meta", "loc"), [(m, loc) for _, m, loc in BAD_META],
-                         ids=[case for case, _, _ in BAD_META])
+@pytest.mark.parametrize(
+    ("meta", "loc"), [(m, loc) for _, m, loc in BAD_META], ids=[case for case, _, _ in BAD_META]
+)
 async def test_metadata_rule_is_422(server: ServerProcess, meta: Any, loc: list[Any]) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
         await new_dataset(api, scope, "mv", meta={"sample": "sample-1"})
         for method in ("POST", "PUT"):
-            items = assert_422(await api.request(method, f"{API}/metadata/{scope}/mv",
-                                                 json={"meta": meta}))
-            assert any(item["loc"][:len(loc)] == loc for item in items), (loc, items)
-        items = assert_422(await api.request("POST", f"{API}/datasets/", json={
-            "name": "n", "uid": "mv2", "scope": scope, "meta": meta}))
-        assert any(item["loc"][:len(loc)] == loc for item in items), (loc, items)
+            items = assert_422(
+                await api.request(method, f"{API}/metadata/{scope}/mv", json={"meta": meta})
+            )
+            assert any(item["loc"][: len(loc)] == loc for item in items), (loc, items)
+        items = assert_422(
+            await api.request(
+                "POST",
+                f"{API}/datasets/",
+                json={"name": "n", "uid": "mv2", "scope": scope, "meta": meta},
+            )
+        )
+        assert any(item["loc"][: len(loc)] == loc for item in items), (loc, items)
         # Nothing was stored.
         assert (await ok(api, "GET", f"{API}/datasets/{scope}/mv"))["meta"] == {
-            "sample": "sample-1"}
+            "sample": "sample-1"
+        }
         assert_error(await api.request("GET", f"{API}/datasets/{scope}/mv2"), 404)
 
 
@@ -487,9 +745,12 @@ async def test_metadata_value_error_names_the_key(server: ServerProcess) -> None
     async with admin_api(server) as api:
         scope = await api.new_scope()
         await new_dataset(api, scope, "mk")
-        assert_422(await api.request("POST", f"{API}/metadata/{scope}/mk",
-                                     json={"meta": {"sample": "x" * 25}}),
-                   ["body", "meta", "sample"])
+        assert_422(
+            await api.request(
+                "POST", f"{API}/metadata/{scope}/mk", json={"meta": {"sample": "x" * 25}}
+            ),
+            ["body", "meta", "sample"],
+        )
 
 
 @pytest.mark.parametrize("body", [{}, {"meta": "text"}, {"meta": ["abc"]}, None])
@@ -499,5 +760,7 @@ async def test_metadata_body_shape_is_422(server: ServerProcess, body: Any) -> N
         await new_dataset(api, scope, "ms")
         kw: dict[str, Any] = {} if body is None else {"json": body}
         assert_422(await api.request("PUT", f"{API}/metadata/{scope}/ms", **kw))
-        assert_422(await api.request("DELETE", f"{API}/metadata/{scope}/ms",
-                                     json={"keys": "sample"}), ["body", "keys"])
+        assert_422(
+            await api.request("DELETE", f"{API}/metadata/{scope}/ms", json={"keys": "sample"}),
+            ["body", "keys"],
+        )

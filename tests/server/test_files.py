@@ -26,8 +26,16 @@ from .helpers import (
 
 pytestmark = pytest.mark.anyio
 
-FILE_OUT_REQUIRED = {"name", "uid", "scope", "status", "uploads", "created", "modified",
-                     "download_link"}
+FILE_OUT_REQUIRED = {
+    "name",
+    "uid",
+    "scope",
+    "status",
+    "uploads",
+    "created",
+    "modified",
+    "download_link",
+}
 
 
 def _dt(text: str) -> datetime:
@@ -35,17 +43,27 @@ def _dt(text: str) -> datetime:
 
 
 def _assert_file_out(body: dict[str, Any], scope: str, file_uid: str) -> None:
-    assert FILE_OUT_REQUIRED <= set(body), body
+    assert set(body) >= FILE_OUT_REQUIRED, body
     assert (body["scope"], body["uid"]) == (scope, file_uid)
     assert isinstance(body["uploads"], list)
     assert body["status"] in {"unavailable", "pending", "available", "secured"}
 
 
-async def _file(api: Api, scope: str, dataset_uid: str, file_uid: str, **fields: Any
-                ) -> dict[str, Any]:
-    body: dict[str, Any] = await ok(api, "POST", f"{API}/files/", json={
-        "name": "file.bin", "uid": file_uid, "dataset_uid": dataset_uid, "scope": scope,
-        **fields})
+async def _file(
+    api: Api, scope: str, dataset_uid: str, file_uid: str, **fields: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = await ok(
+        api,
+        "POST",
+        f"{API}/files/",
+        json={
+            "name": "file.bin",
+            "uid": file_uid,
+            "dataset_uid": dataset_uid,
+            "scope": scope,
+            **fields,
+        },
+    )
     _assert_file_out(body, scope, file_uid)
     return body
 
@@ -69,24 +87,46 @@ async def test_create_file_minimal(server: ServerProcess) -> None:
         assert [f["uid"] for f in listed] == ["f-min"]
         assert "scope" not in listed[0] and "uploads" not in listed[0]
         assert _dt((await ok(api, "GET", f"{API}/datasets/{scope}/ds"))["modified"]) >= _dt(
-            ds["modified"])
+            ds["modified"]
+        )
 
 
 async def test_create_file_all_fields(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
         await new_dataset(api, scope, "ds")
-        body = await _file(api, scope, "ds", "f-all", name="data.h5",
-                           collected="2026-04-05T06:07:08+00:00", duration=3.5, creator="Ada",
-                           etag="abc123", size=1234, mimetype="application/x-hdf5",
-                           altlocation="s3://bucket/key", rating=4, immutable=True,
-                           filetype="raw")
+        body = await _file(
+            api,
+            scope,
+            "ds",
+            "f-all",
+            name="data.h5",
+            collected="2026-04-05T06:07:08+00:00",
+            duration=3.5,
+            creator="Ada",
+            etag="abc123",
+            size=1234,
+            mimetype="application/x-hdf5",
+            altlocation="s3://bucket/key",
+            rating=4,
+            immutable=True,
+            filetype="raw",
+        )
         assert body["name"] == "data.h5"
         assert _dt(body["collected"]) == _dt("2026-04-05T06:07:08+00:00")
         assert (body["duration"], body["creator"], body["etag"], body["size"]) == (
-            3.5, "Ada", "abc123", 1234)
-        assert (body["mimetype"], body["altlocation"], body["rating"], body["immutable"],
-                body["filetype"]) == ("application/x-hdf5", "s3://bucket/key", 4, True, "raw")
+            3.5,
+            "Ada",
+            "abc123",
+            1234,
+        )
+        assert (
+            body["mimetype"],
+            body["altlocation"],
+            body["rating"],
+            body["immutable"],
+            body["filetype"],
+        ) == ("application/x-hdf5", "s3://bucket/key", 4, True, "raw")
         assert body["status"] == "unavailable" and body["uploads"] == []
         got = await ok(api, "GET", f"{API}/uploads/{scope}/f-all")
         assert got == body
@@ -97,17 +137,50 @@ async def test_create_file_errors(server: ServerProcess) -> None:
         scope = await api.new_scope()
         await new_dataset(api, scope, "ds", files=[{"name": "x", "uid": "f-taken"}])
         # The uid is taken in the scope (here by a file listed at dataset creation).
-        assert_error(await api.request("POST", f"{API}/files/", json={
-            "name": "n", "uid": "f-taken", "dataset_uid": "ds", "scope": scope}), 409)
-        assert_error(await api.request("POST", f"{API}/files/", json={
-            "name": "n", "uid": "f-1", "dataset_uid": "no-such-ds", "scope": scope}), 404)
-        assert_error(await api.request("POST", f"{API}/files/", json={
-            "name": "n", "uid": "f-2", "dataset_uid": "ds", "scope": uid("no-scope")}), 404)
-        assert_422(await api.request("POST", f"{API}/files/", json={
-            "name": "n", "uid": "f-3", "dataset_uid": "ds", "scope": scope,
-            "filetype": "picture"}), ["body", "filetype"])
-        assert_422(await api.request("POST", f"{API}/files/", json={
-            "name": "n", "uid": "f-4", "scope": scope}), ["body", "dataset_uid"])
+        assert_error(
+            await api.request(
+                "POST",
+                f"{API}/files/",
+                json={"name": "n", "uid": "f-taken", "dataset_uid": "ds", "scope": scope},
+            ),
+            409,
+        )
+        assert_error(
+            await api.request(
+                "POST",
+                f"{API}/files/",
+                json={"name": "n", "uid": "f-1", "dataset_uid": "no-such-ds", "scope": scope},
+            ),
+            404,
+        )
+        assert_error(
+            await api.request(
+                "POST",
+                f"{API}/files/",
+                json={"name": "n", "uid": "f-2", "dataset_uid": "ds", "scope": uid("no-scope")},
+            ),
+            404,
+        )
+        assert_422(
+            await api.request(
+                "POST",
+                f"{API}/files/",
+                json={
+                    "name": "n",
+                    "uid": "f-3",
+                    "dataset_uid": "ds",
+                    "scope": scope,
+                    "filetype": "picture",
+                },
+            ),
+            ["body", "filetype"],
+        )
+        assert_422(
+            await api.request(
+                "POST", f"{API}/files/", json={"name": "n", "uid": "f-4", "scope": scope}
+            ),
+            ["body", "dataset_uid"],
+        )
         files = (await ok(api, "GET", f"{API}/datasets/{scope}/ds"))["files"]
         assert [f["uid"] for f in files] == ["f-taken"]
 
@@ -116,16 +189,29 @@ async def test_patch_file(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
         await new_dataset(api, scope, "ds")
-        before = await _file(api, scope, "ds", "f-p", creator="Ada", altlocation="elsewhere",
-                             size=10)
-        body = await ok(api, "PATCH", f"{API}/files/{scope}/f-p", json={
-            "name": "renamed.csv", "mimetype": "text/csv", "filetype": "derived", "rating": 5})
+        before = await _file(
+            api, scope, "ds", "f-p", creator="Ada", altlocation="elsewhere", size=10
+        )
+        body = await ok(
+            api,
+            "PATCH",
+            f"{API}/files/{scope}/f-p",
+            json={
+                "name": "renamed.csv",
+                "mimetype": "text/csv",
+                "filetype": "derived",
+                "rating": 5,
+            },
+        )
         _assert_file_out(body, scope, "f-p")
         assert (body["name"], body["mimetype"], body["filetype"], body["rating"]) == (
-            "renamed.csv", "text/csv", "derived", 5)
+            "renamed.csv",
+            "text/csv",
+            "derived",
+            5,
+        )
         # Omitted fields are unchanged.
-        assert (body["creator"], body["altlocation"], body["size"]) == (
-            "Ada", "elsewhere", 10)
+        assert (body["creator"], body["altlocation"], body["size"]) == ("Ada", "elsewhere", 10)
         assert body["created"] == before["created"]
         assert _dt(body["modified"]) >= _dt(before["modified"])
         # An explicit null clears altlocation (omitted afterwards, never null).
@@ -135,17 +221,21 @@ async def test_patch_file(server: ServerProcess) -> None:
         assert await ok(api, "GET", f"{API}/uploads/{scope}/f-p") == cleared
         listed = (await ok(api, "GET", f"{API}/datasets/{scope}/ds"))["files"][0]
         assert (listed["name"], listed["filetype"]) == ("renamed.csv", "derived")
-        assert_422(await api.request("PATCH", f"{API}/files/{scope}/f-p",
-                                     json={"filetype": "nope"}), ["body", "filetype"])
-        assert_error(await api.request("PATCH", f"{API}/files/{scope}/nope",
-                                       json={"name": "x"}), 404)
+        assert_422(
+            await api.request("PATCH", f"{API}/files/{scope}/f-p", json={"filetype": "nope"}),
+            ["body", "filetype"],
+        )
+        assert_error(
+            await api.request("PATCH", f"{API}/files/{scope}/nope", json={"name": "x"}), 404
+        )
 
 
 async def test_delete_file(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
-        await new_dataset(api, scope, "ds", files=[{"name": "a", "uid": "f-a"},
-                                                   {"name": "b", "uid": "f-b"}])
+        await new_dataset(
+            api, scope, "ds", files=[{"name": "a", "uid": "f-a"}, {"name": "b", "uid": "f-b"}]
+        )
         await upload(api, scope, "f-a", b"some bytes")
         ans = await api.request("DELETE", f"{API}/files/{scope}/f-a")
         assert ans.status == 200, ans.body
@@ -201,7 +291,11 @@ async def test_content_after_upload(server: ServerProcess) -> None:
         assert f'"{record["etag"]}"' == etag
         [up] = record["uploads"]
         assert (up["offset"], up["length"], up["concat"], up["completed"]) == (
-            len(data), len(data), False, True)
+            len(data),
+            len(data),
+            False,
+            True,
+        )
         ans = await api.request("GET", record["download_link"])
         assert ans.status == 200
         assert ans.body == data
@@ -215,27 +309,31 @@ async def test_content_after_upload(server: ServerProcess) -> None:
         # HEAD: the same headers, no body.
         head = await api.request("HEAD", f"{API}/files/{scope}/{fuid}")
         assert head.status == 200 and head.body == b""
-        for name in ("Content-Length", "Content-Type", "Accept-Ranges", "ETag",
-                     "Last-Modified"):
+        for name in ("Content-Length", "Content-Type", "Accept-Ranges", "ETag", "Last-Modified"):
             assert head.headers[name] == headers[name], name
         # A range covering the whole file still answers 206 with Content-Range.
-        ans = await api.request("GET", f"{API}/files/{scope}/{fuid}",
-                                headers={"Range": f"bytes=0-{len(data) - 1}"})
+        ans = await api.request(
+            "GET", f"{API}/files/{scope}/{fuid}", headers={"Range": f"bytes=0-{len(data) - 1}"}
+        )
         assert ans.status == 206 and ans.body == data
         assert ans.headers["Content-Range"] == f"bytes 0-{len(data) - 1}/{len(data)}"
-        ans = await api.request("GET", f"{API}/files/{scope}/{fuid}",
-                                headers={"Range": "bytes=-4"})
+        ans = await api.request("GET", f"{API}/files/{scope}/{fuid}", headers={"Range": "bytes=-4"})
         assert ans.status == 206 and ans.body == b"tail"
-        ans = await api.request("GET", f"{API}/files/{scope}/{fuid}",
-                                headers={"Range": f"bytes={len(data)}-"})
+        ans = await api.request(
+            "GET", f"{API}/files/{scope}/{fuid}", headers={"Range": f"bytes={len(data)}-"}
+        )
         assert ans.status == 416
         assert ans.headers["Content-Range"] == f"bytes */{len(data)}"
         # If-Range with another ETag: the whole file, 200.
-        ans = await api.request("GET", f"{API}/files/{scope}/{fuid}",
-                                headers={"Range": "bytes=0-9", "If-Range": '"other"'})
+        ans = await api.request(
+            "GET",
+            f"{API}/files/{scope}/{fuid}",
+            headers={"Range": "bytes=0-9", "If-Range": '"other"'},
+        )
         assert ans.status == 200 and ans.body == data
-        ans = await api.request("GET", f"{API}/files/{scope}/{fuid}",
-                                headers={"Range": "bytes=0-9", "If-Range": etag})
+        ans = await api.request(
+            "GET", f"{API}/files/{scope}/{fuid}", headers={"Range": "bytes=0-9", "If-Range": etag}
+        )
         assert ans.status == 206 and ans.body == data[:10]
 
 
@@ -246,8 +344,7 @@ async def test_content_type_follows_patched_mimetype(server: ServerProcess) -> N
         await upload(api, scope, fuid, b"{}")
         ans = await api.request("GET", f"{API}/files/{scope}/{fuid}")
         assert ans.headers["Content-Type"].split(";")[0] == "application/octet-stream"
-        await ok(api, "PATCH", f"{API}/files/{scope}/{fuid}",
-                 json={"mimetype": "application/json"})
+        await ok(api, "PATCH", f"{API}/files/{scope}/{fuid}", json={"mimetype": "application/json"})
         ans = await api.request("GET", f"{API}/files/{scope}/{fuid}")
         assert ans.status == 200 and ans.body == b"{}"
         assert ans.headers["Content-Type"].split(";")[0] == "application/json"
@@ -270,9 +367,15 @@ async def test_immutable_available_file_refuses_uploads(server: ServerProcess) -
         scope = await api.new_scope()
         fuid = await api.new_file(scope, immutable=True)
         await upload(api, scope, fuid, b"first")
-        ans = await api.request("POST", f"{API}/uploads/", headers={
-            **TUS, "Upload-Length": "6", "Upload-Metadata": tus_metadata(scope=scope,
-                                                                          uid=fuid)})
+        ans = await api.request(
+            "POST",
+            f"{API}/uploads/",
+            headers={
+                **TUS,
+                "Upload-Length": "6",
+                "Upload-Metadata": tus_metadata(scope=scope, uid=fuid),
+            },
+        )
         assert_error(ans, 409)
         ans = await api.request("GET", f"{API}/files/{scope}/{fuid}")
         assert ans.status == 200 and ans.body == b"first"

@@ -46,9 +46,17 @@ async def test_description_is_always_present(server: ServerProcess) -> None:
 async def test_create_with_restricted_and_archived(server: ServerProcess) -> None:
     name = _name()
     async with admin_api(server) as api:
-        body = await ok(api, "POST", f"{API}/scopes/", json={
-            "name": name, "description": "d", "restricted": "2026-02-03T04:05:06+00:00",
-            "archived": "2026-02-04T00:00:00"})
+        body = await ok(
+            api,
+            "POST",
+            f"{API}/scopes/",
+            json={
+                "name": name,
+                "description": "d",
+                "restricted": "2026-02-03T04:05:06+00:00",
+                "archived": "2026-02-04T00:00:00",
+            },
+        )
         assert _dt(body["restricted"]) == _dt("2026-02-03T04:05:06+00:00")
         # A naive datetime is taken as UTC.
         assert _dt(body["archived"]) == _dt("2026-02-04T00:00:00+00:00")
@@ -57,24 +65,27 @@ async def test_create_with_restricted_and_archived(server: ServerProcess) -> Non
 async def test_create_existing_scope_is_409(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         name = await api.new_scope()
-        ans = await api.request("POST", f"{API}/scopes/", json={"name": name,
-                                                                  "description": "again"})
+        ans = await api.request(
+            "POST", f"{API}/scopes/", json={"name": name, "description": "again"}
+        )
         assert_error(ans, 409)
         assert (await ok(api, "GET", f"{API}/scopes/{name}"))["description"] == "test"
 
 
 async def test_create_scope_without_name_is_422(server: ServerProcess) -> None:
     async with admin_api(server) as api:
-        assert_422(await api.request("POST", f"{API}/scopes/", json={"description": "x"}),
-                   ["body", "name"])
+        assert_422(
+            await api.request("POST", f"{API}/scopes/", json={"description": "x"}), ["body", "name"]
+        )
 
 
 async def test_unknown_scope_is_404(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         missing = _name("missing")
         assert_error(await api.request("GET", f"{API}/scopes/{missing}"), 404)
-        assert_error(await api.request("PATCH", f"{API}/scopes/{missing}",
-                                       json={"description": "x"}), 404)
+        assert_error(
+            await api.request("PATCH", f"{API}/scopes/{missing}", json={"description": "x"}), 404
+        )
         assert_error(await api.request("PUT", f"{API}/scopes/{missing}/members/admin"), 404)
 
 
@@ -87,8 +98,9 @@ async def test_list_scopes_prefix_and_paging(server: ServerProcess) -> None:
         assert sorted(s["name"] for s in listed) == names
         assert all(set(s) >= {"name", "description"} for s in listed)
         page1 = await ok(api, "GET", f"{API}/scopes/", params={"name": prefix, "limit": 2})
-        page2 = await ok(api, "GET", f"{API}/scopes/",
-                         params={"name": prefix, "limit": 2, "offset": 2})
+        page2 = await ok(
+            api, "GET", f"{API}/scopes/", params={"name": prefix, "limit": 2, "offset": 2}
+        )
         assert len(page1) == 2 and len(page2) == 1
         assert sorted(s["name"] for s in page1 + page2) == names
         everything = await ok(api, "GET", f"{API}/scopes/")
@@ -106,8 +118,9 @@ async def test_list_shows_member_scopes_only(server: ServerProcess) -> None:
         assert private not in listed
         # The admin sees every scope, its own membership or not.
         for name in (theirs, shared, private):
-            assert [s["name"] for s in await ok(admin, "GET", f"{API}/scopes/",
-                                                params={"name": name})] == [name]
+            assert [
+                s["name"] for s in await ok(admin, "GET", f"{API}/scopes/", params={"name": name})
+            ] == [name]
         assert (await ok(user, "GET", f"{API}/scopes/{theirs}"))["name"] == theirs
 
 
@@ -115,8 +128,9 @@ async def test_patch_scope_fields_and_null_clears(server: ServerProcess) -> None
     async with admin_api(server) as api:
         name = await api.new_scope()
         created = await ok(api, "GET", f"{API}/scopes/{name}")
-        body = await ok(api, "PATCH", f"{API}/scopes/{name}", json={
-            "restricted": "2026-05-01T00:00:00+00:00"})
+        body = await ok(
+            api, "PATCH", f"{API}/scopes/{name}", json={"restricted": "2026-05-01T00:00:00+00:00"}
+        )
         assert _dt(body["restricted"]) == _dt("2026-05-01T00:00:00+00:00")
         assert body["description"] == "test"  # omitted: unchanged
         assert body["created"] == created["created"]
@@ -133,8 +147,10 @@ async def test_patch_scope_fields_and_null_clears(server: ServerProcess) -> None
 async def test_patch_scope_bad_datetime_is_422(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         name = await api.new_scope()
-        assert_422(await api.request("PATCH", f"{API}/scopes/{name}",
-                                     json={"archived": "yesterday"}), ["body", "archived"])
+        assert_422(
+            await api.request("PATCH", f"{API}/scopes/{name}", json={"archived": "yesterday"}),
+            ["body", "archived"],
+        )
         assert "archived" not in await ok(api, "GET", f"{API}/scopes/{name}")
 
 
@@ -157,8 +173,7 @@ async def test_members_put_and_delete(server: ServerProcess) -> None:
 async def test_member_of_unknown_user_is_404(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         name = await api.new_scope()
-        assert_error(await api.request("PUT", f"{API}/scopes/{name}/members/no-such-user-y"),
-                     404)
+        assert_error(await api.request("PUT", f"{API}/scopes/{name}/members/no-such-user-y"), 404)
         assert_error(
-            await api.request("DELETE", f"{API}/scopes/{name}/members/no-such-user-y"), 404)
-
+            await api.request("DELETE", f"{API}/scopes/{name}/members/no-such-user-y"), 404
+        )

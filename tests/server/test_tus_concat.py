@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import ServerProcess
 from tests.http import Api
 from tests.server.tus_support import (
     UPLOADS,
     Ctx,
     MiB,
     assert_available,
+    context,
     create,
     created,
-    ctx,  # noqa: F401 - fixture
     eventually,
     file_status,
     head,
@@ -32,6 +35,14 @@ from tests.server.tus_support import (
 
 pytestmark = pytest.mark.anyio
 
+
+@pytest.fixture
+async def ctx(server: ServerProcess) -> AsyncIterator[Ctx]:
+    """A regular user with a fresh scope on the session-wide server."""
+    async with context(server.url, server.admin_user, server.admin_password) as c:
+        yield c
+
+
 SIZE = 64 * MiB
 
 
@@ -44,7 +55,7 @@ def slices(total: int, n: int) -> list[tuple[int, int]]:
     """``n`` contiguous, unequal (odd-sized) slices covering ``total`` bytes."""
     step = total // n
     cuts = [0] + [i * step + (i * 7919) % 4099 - 2000 for i in range(1, n)] + [total]
-    return list(zip(cuts[:-1], cuts[1:], strict=True))
+    return list(itertools.pairwise(cuts))
 
 
 async def _partial(api: Api, data: memoryview, meta: dict[str, str]) -> str:
@@ -141,6 +152,25 @@ async def test_tus_concatenation_unfinished(ctx: Ctx) -> None:
     assert ans.status == 200
     assert ans.headers["Upload-Offset"] == ans.headers["Upload-Length"] == str(len(data))
     await assert_available(ctx.api, ctx.scope, fuid, data)
+
+
+async def test_tus_partial_metadata_is_checked(ctx: Ctx) -> None:
+    """A partial may carry no metadata; when it names a file, the file rules apply."""
+    fuid = await ctx.file()
+    stranger = await ctx.user()
+    ans = await create(stranger, 5, headers={"Upload-Concat": "partial"}, scope=ctx.scope, uid=fuid)
+    assert ans.status == 403, ans.body
+    ans = await create(ctx.api, 5, headers={"Upload-Concat": "partial"}, scope=ctx.scope,
+                       uid="no-such-file")
+    assert ans.status == 404, ans.body
+    ans = await create(ctx.api, 5, headers={"Upload-Concat": "partial"}, scope=ctx.scope)
+    assert ans.status == 400, ans.body
+    ans = await create(stranger, 5, headers={"Upload-Concat": "partial"})
+    assert ans.status == 201, ans.body
+    assert ans.headers["Upload-Offset"] == "0"
+    assert "Upload-Expires" in ans.headers
+    out = await file_status(ctx.api, ctx.scope, fuid)
+    assert out["status"] == "unavailable" and out["uploads"] == []
 
 
 async def test_tus_final_needs_partial_lengths(ctx: Ctx) -> None:

@@ -18,8 +18,14 @@ PASSWORD = "sekret-Pw-" + "q" * 12
 
 
 def _user_in(name: str, **extra: Any) -> dict[str, Any]:
-    return {"username": name, "firstname": "Ada", "lastname": "Lovelace",
-            "email": f"{name}@example.org", "hashed_password": PASSWORD, **extra}
+    return {
+        "username": name,
+        "firstname": "Ada",
+        "lastname": "Lovelace",
+        "email": f"{name}@example.org",
+        "hashed_password": PASSWORD,
+        **extra,
+    }
 
 
 def _assert_user_out(body: dict[str, Any], raw: bytes, name: str) -> None:
@@ -35,8 +41,9 @@ def _assert_user_out(body: dict[str, Any], raw: bytes, name: str) -> None:
 
 async def _login_status(server: ServerProcess, name: str, password: str) -> int:
     async with api_for(server.url) as anon:
-        ans = await anon.request("POST", f"{API}/token",
-                                 data={"username": name, "password": password, "scope": ""})
+        ans = await anon.request(
+            "POST", f"{API}/token", data={"username": name, "password": password, "scope": ""}
+        )
         return ans.status
 
 
@@ -48,7 +55,10 @@ async def test_create_user_answers_user_out_without_password(server: ServerProce
         body = ans.json()
         _assert_user_out(body, ans.body, name)
         assert (body["firstname"], body["lastname"], body["email"]) == (
-            "Ada", "Lovelace", f"{name}@example.org")
+            "Ada",
+            "Lovelace",
+            f"{name}@example.org",
+        )
         assert body.get("active", True) is True
         assert body.get("admin", False) is False
         assert body.get("scopes", []) == []
@@ -85,8 +95,7 @@ async def test_list_users_pages_and_hides_passwords(server: ServerProcess) -> No
         assert len(listed) == len(set(listed))
         page = await ok(api, "GET", f"{API}/users/", params={"offset": 1, "limit": 2})
         assert [u["username"] for u in page] == listed[1:3]
-        assert await ok(api, "GET", f"{API}/users/",
-                        params={"offset": len(listed) + 10}) == []
+        assert await ok(api, "GET", f"{API}/users/", params={"offset": len(listed) + 10}) == []
 
 
 async def test_get_and_me(server: ServerProcess) -> None:
@@ -107,8 +116,9 @@ async def test_get_and_me(server: ServerProcess) -> None:
 async def test_get_unknown_user_is_404(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         assert_error(await api.request("GET", f"{API}/users/no-such-user-x"), 404)
-        assert_error(await api.request("PATCH", f"{API}/users/no-such-user-x",
-                                       json={"firstname": "X"}), 404)
+        assert_error(
+            await api.request("PATCH", f"{API}/users/no-such-user-x", json={"firstname": "X"}), 404
+        )
 
 
 async def test_non_admin_gets_403_on_the_users_api(server: ServerProcess) -> None:
@@ -150,8 +160,7 @@ async def test_patch_changes_only_given_fields(server: ServerProcess) -> None:
 
 
 @pytest.mark.parametrize(("off", "on"), [("false", "true"), (False, True)])
-async def test_deactivated_user_cannot_log_in(server: ServerProcess, off: Any, on: Any
-                                              ) -> None:
+async def test_deactivated_user_cannot_log_in(server: ServerProcess, off: Any, on: Any) -> None:
     async with admin_api(server) as admin:
         name, password = await admin.new_user(password=PASSWORD)
         async with api_for(server.url, name, password) as user:
@@ -170,16 +179,17 @@ async def test_deactivated_user_cannot_log_in(server: ServerProcess, off: Any, o
 async def test_active_rejects_other_strings(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         name, _ = await api.new_user()
-        assert_422(await api.request("PATCH", f"{API}/users/{name}", json={"active": "maybe"}),
-                   ["body", "active"])
+        assert_422(
+            await api.request("PATCH", f"{API}/users/{name}", json={"active": "maybe"}),
+            ["body", "active"],
+        )
         assert (await ok(api, "GET", f"{API}/users/{name}")).get("active", True) is True
 
 
 async def test_patch_password(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         name, old = await api.new_user()
-        ans = await api.request("PATCH", f"{API}/users/{name}",
-                                json={"hashed_password": PASSWORD})
+        ans = await api.request("PATCH", f"{API}/users/{name}", json={"hashed_password": PASSWORD})
         assert ans.status == 200, ans.body
         _assert_user_out(ans.json(), ans.body, name)
     assert await _login_status(server, name, old) == 401
@@ -195,8 +205,9 @@ async def test_user_out_lists_scopes(server: ServerProcess) -> None:
         scopes = (await ok(user, "GET", f"{API}/users/me"))["scopes"]
         assert [s["name"] for s in scopes] == [scope]
         assert scopes[0]["description"] == "test"
-        assert [s["name"] for s in (await ok(admin, "GET", f"{API}/users/{me}"))["scopes"]
-                ] == [scope]
+        assert [s["name"] for s in (await ok(admin, "GET", f"{API}/users/{me}"))["scopes"]] == [
+            scope
+        ]
 
 
 async def test_admin_created_by_admin_may_manage_users(server: ServerProcess) -> None:

@@ -18,10 +18,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
+import aiohttp
 
-from tests.conftest import ServerProcess
-from tests.http import OCTETS, TUS, Answer, Api, api_for, tus_metadata
+from tests.http import OCTETS, TUS, Answer, Api, tus_metadata
 
 UPLOADS = "/api/v1/uploads/"
 EXTENSIONS = {
@@ -193,17 +192,22 @@ class Ctx:
         return await Api(self.api.session, self.url).login(name, password)
 
 
+#: Per server URL: the admin's and one regular user's access tokens. Logging in (password
+#: hashing) is the slow part of a test's setup; the tokens outlive the suite (15 min).
+_TOKENS: dict[str, tuple[str, str]] = {}
+
+
 @contextlib.asynccontextmanager
 async def context(url: str, admin_user: str, admin_password: str) -> AsyncIterator[Ctx]:
-    async with api_for(url, admin_user, admin_password) as admin:
-        name, password = await admin.new_user()
-        api = await Api(admin.session, url).login(name, password)
+    """A Ctx with a fresh scope; the regular user is shared by the tests of one server."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+        if url not in _TOKENS:
+            admin = await Api(session, url).login(admin_user, admin_password)
+            name, password = await admin.new_user()
+            user = await Api(session, url).login(name, password)
+            assert admin.token is not None and user.token is not None
+            _TOKENS[url] = (admin.token, user.token)
+        admin_token, user_token = _TOKENS[url]
+        api = Api(session, url, user_token)
         scope = await api.new_scope()
-        yield Ctx(url=url, admin=admin, api=api, scope=scope)
-
-
-@pytest.fixture
-async def ctx(server: ServerProcess) -> AsyncIterator[Ctx]:
-    """A Ctx on the session-wide server (import this fixture into a test module)."""
-    async with context(server.url, server.admin_user, server.admin_password) as c:
-        yield c
+        yield Ctx(url=url, admin=Api(session, url, admin_token), api=api, scope=scope)
