@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import ServerProcess
 from tests.http import OCTETS, TUS, Api, tus_metadata
 from tests.server.tus_support import (
     EXTENSIONS,
@@ -22,7 +21,6 @@ from tests.server.tus_support import (
     assert_available,
     checksum,
     content,
-    context,
     create,
     created,
     eventually,
@@ -39,12 +37,6 @@ from tests.server.tus_support import (
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-async def ctx(server: ServerProcess) -> AsyncIterator[Ctx]:
-    """A regular user with a fresh scope on the session-wide server."""
-    async with context(server.url, server.admin_user, server.admin_password) as c:
-        yield c
 
 # ---------------------------------------------------------------------------- discovery
 

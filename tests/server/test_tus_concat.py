@@ -6,19 +6,16 @@ import asyncio
 import hashlib
 import itertools
 import os
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import ServerProcess
 from tests.http import Api
 from tests.server.tus_support import (
     UPLOADS,
     Ctx,
     MiB,
     assert_available,
-    context,
     create,
     created,
     eventually,
@@ -35,12 +32,6 @@ from tests.server.tus_support import (
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-async def ctx(server: ServerProcess) -> AsyncIterator[Ctx]:
-    """A regular user with a fresh scope on the session-wide server."""
-    async with context(server.url, server.admin_user, server.admin_password) as c:
-        yield c
 
 
 SIZE = 64 * MiB
