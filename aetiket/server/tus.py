@@ -494,7 +494,7 @@ class TusService:
         await anyio.to_thread.run_sync(self._create_data_file, new.uid)
         if has_body:
             try:
-                upload = await self._patch_body(request, upload, None, checksum)
+                upload = await self._patch_body(request, upload.uid, 0, None, checksum)
             except ChecksumRejected:
                 # creation-with-upload follows the PATCH rules; a rejected body leaves
                 # nothing behind, as if the POST had not happened.
@@ -582,6 +582,61 @@ class TusService:
         upload = await self.db.run(_get_for, who, request.match_info["uid"], True)
         if upload.concat == "final":
             raise Forbidden("A final upload cannot be patched; patch its partial uploads")
+        upload = await self._patch_body(request, upload.uid, offset, new_length, checksum)
+        headers = self._headers(**{"Upload-Offset": str(upload.offset)})
+        if not upload.completed:
+            headers["Upload-Expires"] = _expires_header(upload.expires)
+        return web.Response(status=204, headers=headers)
+
+    async def _patch_body(
+        self,
+        request: web.Request,
+        uid: str,
+        offset: int,
+        new_length: int | None,
+        checksum: tuple[str, bytes] | None,
+    ) -> Upload:
+        """Store a PATCH (or creation-with-upload) body under the per-upload lock.
+
+        The upload's state is read after the lock is taken, so two requests with the same
+        Upload-Offset can never both be accepted.
+        """
+        if uid in self._busy:
+            raise Conflict(f"Upload {uid} is receiving another PATCH; retry after it")
+        self._busy.add(uid)
+        error: _BodyInterrupted | None = None
+        try:
+            upload = await self.db.run(_load, uid)
+            length = self._check_patch(request, upload, offset, new_length)
+            if upload.completed:
+                return upload
+            room = (length if length is not None else self.config.max_upload_size) - offset
+            received = 0
+            try:
+                received = await self._receive(request, upload, room, checksum)
+            except _BodyInterrupted as exc:
+                received, error = exc.received, exc
+            # Whatever happens to this request now, the offset on record must be true.
+            with anyio.CancelScope(shield=True):
+                if checksum is not None and error is not None and received:
+                    # A chunk with a checksum is all or nothing.
+                    await self._truncate(upload, offset)
+                    received = 0
+                new_offset = offset + received
+                await self.db.run(_set_progress, uid, new_offset, length)
+                upload.offset, upload.length = new_offset, length
+                if error is None and length is not None and new_offset == length:
+                    await self._finish(upload)
+        finally:
+            self._busy.discard(uid)
+        if error is not None:
+            raise BadRequest(f"The request body ended early after {error.received} bytes")
+        return await self.db.run(_load, uid)
+
+    def _check_patch(
+        self, request: web.Request, upload: Upload, offset: int, new_length: int | None
+    ) -> int | None:
+        """Validate a PATCH against the upload's current state; returns its length."""
         if offset != upload.offset:
             raise Conflict(
                 f"Upload-Offset {offset} does not match the upload's offset {upload.offset}",
@@ -594,61 +649,16 @@ class TusService:
                 raise BadRequest("Upload-Length is smaller than the bytes already received")
             if new_length > self.config.max_upload_size:
                 raise PayloadTooLarge(f"Upload-Length exceeds {self.config.max_upload_size}")
-        upload = await self._patch_body(request, upload, new_length, checksum)
-        headers = self._headers(**{"Upload-Offset": str(upload.offset)})
-        if not upload.completed:
-            headers["Upload-Expires"] = _expires_header(upload.expires)
-        return web.Response(status=204, headers=headers)
-
-    async def _patch_body(
-        self,
-        request: web.Request,
-        upload: Upload,
-        new_length: int | None,
-        checksum: tuple[str, bytes] | None,
-    ) -> Upload:
-        """Store a PATCH (or creation-with-upload) body under the per-upload lock."""
-        if upload.uid in self._busy:
-            raise Conflict(f"Upload {upload.uid} is receiving another PATCH; retry after it")
         length = upload.length if upload.length is not None else new_length
-        if upload.completed:
-            if request.content_length:
-                raise Conflict(f"Upload {upload.uid} is already complete")
-            return upload
-        room = (
-            (length - upload.offset)
-            if length is not None
-            else (self.config.max_upload_size - upload.offset)
-        )
+        if upload.completed and request.content_length:
+            raise Conflict(f"Upload {upload.uid} is already complete")
+        room = (length if length is not None else self.config.max_upload_size) - offset
         if request.content_length is not None and request.content_length > room:
             raise BadRequest(
                 f"The body ({request.content_length} bytes) goes past the upload's length "
-                f"({length}) from offset {upload.offset}"
+                f"({length}) from offset {offset}"
             )
-        self._busy.add(upload.uid)
-        try:
-            start = upload.offset
-            received, error = 0, None
-            try:
-                received = await self._receive(request, upload, room, checksum)
-            except _BodyInterrupted as exc:
-                received, error = exc.received, exc
-            # Whatever happens to this request now, the offset on record must be true.
-            with anyio.CancelScope(shield=True):
-                if checksum is not None and error is not None and received:
-                    # A chunk with a checksum is all or nothing.
-                    await self._truncate(upload, start)
-                    received = 0
-                new_offset = start + received
-                await self.db.run(_set_progress, upload.uid, new_offset, length)
-                upload.offset, upload.length = new_offset, length
-                if error is None and length is not None and new_offset == length:
-                    await self._finish(upload)
-        finally:
-            self._busy.discard(upload.uid)
-        if error is not None:
-            raise BadRequest(f"The request body ended early after {received} bytes")
-        return await self.db.run(_load, upload.uid)
+        return length
 
     async def _truncate(self, upload: Upload, size: int) -> None:
         await anyio.to_thread.run_sync(os.truncate, self.data_path(upload.uid), size)
