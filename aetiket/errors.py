@@ -112,6 +112,9 @@ class ApiError(AetiketError):
         self.request_id = request_id
         #: Response headers that go with the error (Retry-After, Content-Range, ...).
         self.headers: dict[str, str] = dict(headers or {})
+        #: True when the request was sent more than once after a failure whose outcome
+        #: was unknown: a 409 may then be the first try's own record.
+        self.replayed = False
         super().__init__(self._message())
 
     def _message(self) -> str:

@@ -13,12 +13,19 @@ and the metadata rule, encoding follows the contract's shape rules:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import re
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import msgspec
+import shortuuid
 from msgspec import UNSET, UnsetType
+
+from .errors import ValidationFailed
 
 __all__ = (
     "UNSET",
@@ -59,7 +66,13 @@ __all__ = (
     "UserOut",
     "UserUpdate",
     "ValidationErrorItem",
+    "check",
+    "encode_tus_metadata",
+    "new_uid",
+    "parse_tus_metadata",
+    "parse_tus_uint",
     "utcnow",
+    "validation_details",
 )
 
 # ---------------------------------------------------------------------------- constraints
@@ -79,6 +92,11 @@ Text = Annotated[str, msgspec.Meta(max_length=10_000)]
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0, le=1e15)]  # finite: JSON has no inf
+
+
+def new_uid() -> str:
+    """A new random identifier for a dataset or file (22 characters, 128 bits)."""
+    return str(shortuuid.uuid())
 
 
 def utcnow() -> datetime:
@@ -459,3 +477,160 @@ class DatasetQuery(_In):
     ranking: Int64 = 0
     offset: Offset = 0
     limit: Limit = 500
+
+
+# ---------------------------------------------------------------------------- validation
+# Shared by the server (422 answers) and the client (checks before sending).
+
+_AT = re.compile(r"^(?P<msg>.*?) - at `(?P<path>[^`]*)`(?: in `(?P<outer>[^`]*)`)?$", re.S)
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]|(\[\.\.\.\])")
+
+
+_ANY_KEY = object()  # msgspec writes `[...]` for "some value of this dict"
+
+
+def _loc_from_path(root: str, path: str) -> list[Any]:
+    loc: list[Any] = [root]
+    for name, index, any_key in _PATH_PART.findall(path.removeprefix("$")):
+        if any_key:
+            loc.append(_ANY_KEY)
+        else:
+            loc.append(int(index) if index else name)
+    return loc
+
+
+def _meta_culprit(value: Any, key_error: bool) -> list[str | int] | None:
+    """Where in a metadata object the rule (3..19-character strings) is broken.
+
+    msgspec names the dict but not the key for a bad key or value; the only dicts of the
+    contract are metadata objects, so the rule is checked here item by item.
+    """
+    if not isinstance(value, dict):
+        return None
+    for key, item in value.items():
+        try:
+            msgspec.convert(key, MetaStr)
+        except msgspec.ValidationError:
+            return [key]
+        if key_error:
+            continue
+        items = item if isinstance(item, list) else None
+        try:
+            msgspec.convert(item, MetaValue)
+        except msgspec.ValidationError:
+            if items is None:
+                return [key]
+            for i, element in enumerate(items):
+                try:
+                    msgspec.convert(element, MetaStr)
+                except msgspec.ValidationError:
+                    return [key, i]
+            return [key]
+    return None
+
+
+def _refine(loc: list[Any], raw: bytes | None, key_error: bool) -> list[str | int]:
+    """Replace msgspec's "some key" marker (or a bare dict path) with the actual key."""
+    if raw is None or (_ANY_KEY not in loc and not key_error):
+        return [p for p in loc if p is not _ANY_KEY]
+    try:
+        node: Any = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return [p for p in loc if p is not _ANY_KEY]
+    cut = loc.index(_ANY_KEY) if _ANY_KEY in loc else len(loc)
+    for part in loc[1:cut]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return [p for p in loc if p is not _ANY_KEY]
+    culprit = _meta_culprit(node, key_error)
+    if culprit is None:
+        return [p for p in loc if p is not _ANY_KEY]
+    # What msgspec said after `[...]` (e.g. a list index) is covered by the culprit.
+    return [*loc[:cut], *culprit]
+
+
+def validation_details(
+    error: msgspec.MsgspecError, root: str, raw: bytes | None = None
+) -> list[dict[str, Any]]:
+    """Turn a msgspec error into FastAPI-style ``{loc, msg, type}`` items.
+
+    ``raw`` (the JSON body) lets a metadata error name the offending key.
+    """
+    text = str(error)
+    if isinstance(error, msgspec.DecodeError) and not isinstance(error, msgspec.ValidationError):
+        return [{"loc": [root], "msg": f"Invalid JSON: {text}", "type": "json_invalid"}]
+    path = "$"
+    msg = text
+    match = _AT.match(text)
+    key_error = bool(match and match.group("outer"))
+    if match:
+        msg = match.group("msg")
+        path = match.group("outer") or match.group("path")
+    missing = _MISSING.match(msg)
+    loc = _refine(_loc_from_path(root, path), raw, key_error)
+    if missing:
+        loc.append(missing.group("field"))
+        return [{"loc": loc, "msg": "Field required", "type": "missing"}]
+    kind = "type_error" if msg.startswith("Expected `") and ", got `" in msg else "value_error"
+    if key_error:
+        msg = f"{msg} (an object key)"
+    return [{"loc": loc, "msg": msg, "type": kind}]
+
+
+def check(value: msgspec.Struct) -> None:
+    """Validate a struct built in Python as the server would (msgspec checks constraints
+    only when decoding); raises ``ValidationFailed`` naming the offending field."""
+    raw = msgspec.json.encode(value)
+    try:
+        msgspec.json.decode(raw, type=type(value))
+    except msgspec.ValidationError as exc:
+        error = ValidationFailed(validation_details(exc, "body", raw))
+        error.args = (f"Invalid {type(value).__name__}, not sent: {error.detail_text}",)
+        raise error from None
+
+
+# ---------------------------------------------------------------------------- tus headers
+# The wire format of tus 1.0.0 headers, shared by the server and the protocol client.
+
+_TUS_UINT = re.compile(r"[0-9]{1,19}", re.ASCII)
+_TUS_META_KEY = re.compile(r"[!-+\--~]+", re.ASCII)  # visible ASCII without space and comma
+
+
+def parse_tus_uint(value: str) -> int:
+    """A tus integer header (Upload-Offset, Upload-Length): ASCII digits only."""
+    value = value.strip()
+    if not _TUS_UINT.fullmatch(value):
+        raise ValueError(f"not a non-negative integer: {value[:40]!r}")
+    return int(value)
+
+
+def parse_tus_metadata(value: str | None) -> dict[str, bytes]:
+    """Parse ``Upload-Metadata``: comma-separated ``key[ base64]`` pairs, keys unique."""
+    out: dict[str, bytes] = {}
+    if value is None or not value.strip():
+        return out
+    for pair in value.split(","):
+        parts = pair.strip().split(" ")
+        if len(parts) > 2 or not parts[0] or not _TUS_META_KEY.fullmatch(parts[0]):
+            raise ValueError(f"Malformed Upload-Metadata pair {pair.strip()[:60]!r}")
+        key = parts[0]
+        if key in out:
+            raise ValueError(f"Upload-Metadata repeats the key {key!r}")
+        try:
+            out[key] = base64.b64decode(parts[1], validate=True) if len(parts) == 2 else b""
+        except (binascii.Error, ValueError):
+            raise ValueError(f"Upload-Metadata value of {key!r} is not base64") from None
+    return out
+
+
+def encode_tus_metadata(pairs: Mapping[str, str | bytes]) -> str:
+    """The ``Upload-Metadata`` value for ``pairs`` (text values are UTF-8)."""
+    items = []
+    for key, value in pairs.items():
+        if not _TUS_META_KEY.fullmatch(key):
+            raise ValueError(f"tus metadata key {key!r} must be visible ASCII, no comma")
+        raw = value.encode() if isinstance(value, str) else value
+        items.append(f"{key} {base64.b64encode(raw).decode()}" if raw else key)
+    return ",".join(items)

@@ -46,7 +46,7 @@ from ..errors import (
     PreconditionFailed,
     UnsupportedMediaType,
 )
-from ..models import FileStatus
+from ..models import FileStatus, parse_tus_metadata, parse_tus_uint
 from . import records
 from .auth import Caller
 from .content import concat_into, hash_file, http_date
@@ -65,8 +65,6 @@ CHECKSUMS: Final = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.
 OCTETS: Final = "application/offset+octet-stream"
 UPLOADS_PATH: Final = "/api/v1/uploads/"
 
-_INT = re.compile(r"^[0-9]{1,19}$")
-_META_KEY = re.compile(r"^[!-+\--~]+$")  # visible ASCII without space and comma
 _UID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -77,28 +75,18 @@ def parse_uint(value: str | None, name: str) -> int | None:
     """A tus integer header (non-negative decimal); 400 when malformed."""
     if value is None:
         return None
-    if not _INT.match(value.strip()):
-        raise BadRequest(f"{name} must be a non-negative integer, got {value[:40]!r}")
-    return int(value)
+    try:
+        return parse_tus_uint(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a non-negative integer, got {value[:40]!r}") from None
 
 
 def parse_metadata(value: str | None) -> dict[str, bytes]:
-    """Parse ``Upload-Metadata``: comma-separated ``key[ base64]`` pairs, keys unique."""
-    out: dict[str, bytes] = {}
-    if value is None or not value.strip():
-        return out
-    for pair in value.split(","):
-        parts = pair.strip().split(" ")
-        if len(parts) > 2 or not parts[0] or not _META_KEY.match(parts[0]):
-            raise BadRequest(f"Malformed Upload-Metadata pair {pair.strip()[:60]!r}")
-        key = parts[0]
-        if key in out:
-            raise BadRequest(f"Upload-Metadata repeats the key {key!r}")
-        try:
-            out[key] = base64.b64decode(parts[1], validate=True) if len(parts) == 2 else b""
-        except (binascii.Error, ValueError):
-            raise BadRequest(f"Upload-Metadata value of {key!r} is not base64") from None
-    return out
+    """Parse ``Upload-Metadata``; 400 when malformed."""
+    try:
+        return parse_tus_metadata(value)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def parse_checksum(value: str | None) -> tuple[str, bytes] | None:

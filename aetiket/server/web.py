@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from ..errors import ApiError, PayloadTooLarge, ValidationFailed, error_for_status
-from ..models import MetaStr, MetaValue
+from ..models import validation_details
 
 __all__ = (
     "Handler",
@@ -37,9 +37,6 @@ T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _encoder = msgspec.json.Encoder()
-_AT = re.compile(r"^(?P<msg>.*?) - at `(?P<path>[^`]*)`(?: in `(?P<outer>[^`]*)`)?$", re.S)
-_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
-_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]|(\[\.\.\.\])")
 
 
 def json_response(
@@ -52,98 +49,6 @@ def json_response(
         content_type="application/json",
         headers=headers,
     )
-
-
-_ANY_KEY = object()  # msgspec writes `[...]` for "some value of this dict"
-
-
-def _loc_from_path(root: str, path: str) -> list[Any]:
-    loc: list[Any] = [root]
-    for name, index, any_key in _PATH_PART.findall(path.removeprefix("$")):
-        if any_key:
-            loc.append(_ANY_KEY)
-        else:
-            loc.append(int(index) if index else name)
-    return loc
-
-
-def _meta_culprit(value: Any, key_error: bool) -> list[str | int] | None:
-    """Where in a metadata object the rule (3..19-character strings) is broken.
-
-    msgspec names the dict but not the key for a bad key or value; the only dicts of the
-    contract are metadata objects, so the rule is checked here item by item.
-    """
-    if not isinstance(value, dict):
-        return None
-    for key, item in value.items():
-        try:
-            msgspec.convert(key, MetaStr)
-        except msgspec.ValidationError:
-            return [key]
-        if key_error:
-            continue
-        items = item if isinstance(item, list) else None
-        try:
-            msgspec.convert(item, MetaValue)
-        except msgspec.ValidationError:
-            if items is None:
-                return [key]
-            for i, element in enumerate(items):
-                try:
-                    msgspec.convert(element, MetaStr)
-                except msgspec.ValidationError:
-                    return [key, i]
-            return [key]
-    return None
-
-
-def _refine(loc: list[Any], raw: bytes | None, key_error: bool) -> list[str | int]:
-    """Replace msgspec's "some key" marker (or a bare dict path) with the actual key."""
-    if raw is None or (_ANY_KEY not in loc and not key_error):
-        return [p for p in loc if p is not _ANY_KEY]
-    try:
-        node: Any = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return [p for p in loc if p is not _ANY_KEY]
-    cut = loc.index(_ANY_KEY) if _ANY_KEY in loc else len(loc)
-    for part in loc[1:cut]:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return [p for p in loc if p is not _ANY_KEY]
-    culprit = _meta_culprit(node, key_error)
-    if culprit is None:
-        return [p for p in loc if p is not _ANY_KEY]
-    # What msgspec said after `[...]` (e.g. a list index) is covered by the culprit.
-    return [*loc[:cut], *culprit]
-
-
-def validation_details(
-    error: msgspec.MsgspecError, root: str, raw: bytes | None = None
-) -> list[dict[str, Any]]:
-    """Turn a msgspec error into FastAPI-style ``{loc, msg, type}`` items.
-
-    ``raw`` (the JSON body) lets a metadata error name the offending key.
-    """
-    text = str(error)
-    if isinstance(error, msgspec.DecodeError) and not isinstance(error, msgspec.ValidationError):
-        return [{"loc": [root], "msg": f"Invalid JSON: {text}", "type": "json_invalid"}]
-    path = "$"
-    msg = text
-    match = _AT.match(text)
-    key_error = bool(match and match.group("outer"))
-    if match:
-        msg = match.group("msg")
-        path = match.group("outer") or match.group("path")
-    missing = _MISSING.match(msg)
-    loc = _refine(_loc_from_path(root, path), raw, key_error)
-    if missing:
-        loc.append(missing.group("field"))
-        return [{"loc": loc, "msg": "Field required", "type": "missing"}]
-    kind = "type_error" if msg.startswith("Expected `") and ", got `" in msg else "value_error"
-    if key_error:
-        msg = f"{msg} (an object key)"
-    return [{"loc": loc, "msg": msg, "type": kind}]
 
 
 async def decode_body(request: web.Request, model: type[T]) -> T:

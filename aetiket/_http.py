@@ -1,0 +1,525 @@
+"""The one place that talks aiohttp: session, URLs, auth, retries, errors, JSON.
+
+Every request of the client goes through :meth:`HttpCore.send` (an open response, for
+streaming) or :meth:`HttpCore.call` (a decoded model). Both:
+
+* join paths to the base URL; send the bearer token only to the base URL's origin;
+* refresh the access token once on a 401 when a refresh token is known, single flight:
+  however many requests hit an expired token at once, one refresh request is made;
+* retry what is safe to retry (see :class:`Idempotency`) on connection errors and the
+  policy's statuses (429 and 503 honour Retry-After) with exponential backoff and full
+  jitter, within the policy's attempts and total time;
+* map failures to ``aetiket.errors``: ``TransportError`` leaves for no answer,
+  ``ApiError`` leaves (with the server's ``detail``) for error statuses,
+  ``ResponseDecodeError`` for a body that does not fit the model.
+
+Tokens never appear in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import enum
+import logging
+import random
+import ssl as ssl_module
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Any, TypeVar, cast
+
+import aiohttp
+import anyio
+import msgspec
+from yarl import URL
+
+from ._config import DEFAULT_LIMITS, DEFAULT_RETRY, DEFAULT_TIMEOUTS, Limits, RetryPolicy, Timeouts
+from ._version import __version__
+from .errors import (
+    ApiError,
+    ConnectError,
+    ResponseDecodeError,
+    TransportError,
+    TransportTimeout,
+    Unauthorized,
+    error_for_status,
+)
+from .models import Token
+
+__all__ = ("HttpCore", "Idempotency", "encode_params")
+
+log = logging.getLogger("aetiket")
+
+T = TypeVar("T")
+_MAX_ERROR_BODY = 64 * 1024
+_MAX_REDIRECTS = 5
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+_encoder = msgspec.json.Encoder()
+
+
+class Idempotency(enum.Enum):
+    """What may be replayed after a failure.
+
+    ``SAFE``: the request may be sent again after any retryable failure (GET, HEAD, PUT,
+    DELETE, and PATCH bodies that set fields). ``CREATE``: a create with a client-chosen
+    identifier; replayed like SAFE, and the caller checks a resulting 409 against its own
+    record. ``UNSAFE``: replayed only when it certainly never left (the connection could
+    not be made).
+    """
+
+    SAFE = "safe"
+    CREATE = "create"
+    UNSAFE = "unsafe"
+
+
+def _decoder(kind: Any) -> msgspec.json.Decoder[Any]:
+    dec = _decoders.get(kind)
+    if dec is None:
+        dec = _decoders[kind] = msgspec.json.Decoder(kind)
+    return dec
+
+
+def encode_params(query: msgspec.Struct | Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Query parameters from a query struct or mapping: None left out, lists repeated,
+    booleans as ``true``/``false``, datetimes in ISO 8601."""
+    if query is None:
+        return []
+    data = msgspec.to_builtins(query) if isinstance(query, msgspec.Struct) else dict(query)
+    out: list[tuple[str, str]] = []
+    for key, value in data.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if item is None:
+                continue
+            if isinstance(item, bool):
+                out.append((key, "true" if item else "false"))
+            elif isinstance(item, datetime):
+                out.append((key, item.isoformat()))
+            else:
+                out.append((key, str(item)))
+    return out
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class _Tokens:
+    """The current token pair and how many times it was refreshed."""
+
+    __slots__ = ("access", "generation", "refresh")
+
+    def __init__(self, access: str | None, refresh: str | None) -> None:
+        self.access = access
+        self.refresh = refresh
+        self.generation = 0
+
+    def __repr__(self) -> str:
+        return f"_Tokens(access={'***' if self.access else None}, generation={self.generation})"
+
+
+class HttpCore:
+    """Owns (or borrows) one aiohttp session and sends every request of a Client."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        refresh_token: str | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        limits: Limits = DEFAULT_LIMITS,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        session: aiohttp.ClientSession | None = None,
+        connector: aiohttp.BaseConnector | None = None,
+        ssl: ssl_module.SSLContext | bool = True,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        url = URL(base_url.rstrip("/"))
+        if not url.is_absolute() or url.scheme not in ("http", "https"):
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        self.base_url = url
+        self.origin = url.origin()
+        self.timeouts = timeouts
+        self.limits = limits
+        self.retry = retry
+        self.proxy = proxy
+        self._ssl = ssl
+        self._trust_env = trust_env
+        self._headers = {"User-Agent": f"aetiket/{__version__}", **(headers or {})}
+        self._tokens = _Tokens(token, refresh_token)
+        self._refresh_lock = anyio.Lock()
+        self._session = session
+        self._connector = connector
+        self._owns_session = session is None
+
+    def __repr__(self) -> str:
+        return f"HttpCore(base_url={str(self.base_url)!r})"
+
+    # -- lifecycle
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("The client is not open: use `async with aetiket.Client(...)`")
+        return self._session
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        connector = self._connector or aiohttp.TCPConnector(
+            limit=self.limits.max_connections,
+            limit_per_host=self.limits.max_per_host,
+            keepalive_timeout=self.limits.keepalive,
+            ssl=self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            connector_owner=self._connector is None,
+            trust_env=self._trust_env,
+            # Transfers see the bytes as they are; a ranged answer is never decompressed.
+            auto_decompress=False,
+            headers=self._headers,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._owns_session:
+            session, self._session = self._session, None
+            await session.close()
+
+    # -- tokens
+
+    @property
+    def authenticated(self) -> bool:
+        return self._tokens.access is not None
+
+    def set_tokens(self, access: str | None, refresh: str | None) -> None:
+        self._tokens.access, self._tokens.refresh = access, refresh
+        self._tokens.generation += 1
+
+    @property
+    def refresh_token(self) -> str | None:
+        return self._tokens.refresh
+
+    @property
+    def access_token(self) -> str | None:
+        return self._tokens.access
+
+    async def login(self, username: str, password: str) -> Token:
+        """POST /api/v1/token with the OAuth2 password form; keeps the pair."""
+        token = await self.call(
+            "POST",
+            "/api/v1/token",
+            form={
+                "grant_type": "password",
+                "username": username,
+                "password": password,
+                "scope": "",
+            },
+            expect=Token,
+            auth=False,
+            idempotency=Idempotency.UNSAFE,
+        )
+        self.set_tokens(token.access_token, token.refresh_token)
+        return cast(Token, token)
+
+    async def refresh(self) -> Token:
+        """Trade the refresh token for a new pair now (single flight with 401 refreshes)."""
+        async with self._refresh_lock:
+            return await self._refresh_locked()
+
+    async def _refresh_locked(self) -> Token:
+        refresh = self._tokens.refresh
+        if refresh is None:
+            raise Unauthorized("No refresh token: log in first")
+        try:
+            token: Token = await self.call(
+                "POST",
+                "/api/v1/refresh",
+                form={"grant_type": "refresh_token", "refresh_token": refresh},
+                expect=Token,
+                auth=False,
+                # Redeeming rotates the token: replay only if it certainly never left.
+                idempotency=Idempotency.UNSAFE,
+            )
+        except Unauthorized:
+            raise Unauthorized(
+                "The session expired (the refresh token was refused): log in again"
+            ) from None
+        self.set_tokens(token.access_token, token.refresh_token)
+        log.debug("access token refreshed")
+        return token
+
+    async def _refresh_after(self, generation: int) -> None:
+        """Refresh unless another task already did since ``generation`` was sent."""
+        async with self._refresh_lock:
+            if self._tokens.generation != generation:
+                return
+            await self._refresh_locked()
+
+    # -- requests
+
+    def url(self, path: str) -> URL:
+        """``path`` joined to the base URL (an absolute URL is taken as it is)."""
+        if path.startswith(("http://", "https://")):
+            return URL(path)
+        return self.base_url.with_path(self.base_url.path.rstrip("/") + "/" + path.lstrip("/"))
+
+    def same_origin(self, url: URL) -> bool:
+        return url.origin() == self.origin
+
+    def _timeout(self, *, total: bool) -> aiohttp.ClientTimeout:
+        t = self.timeouts
+        return aiohttp.ClientTimeout(
+            total=t.total if total else None, connect=t.connect, sock_read=t.read
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.retry.retry_after_max)
+        cap = min(self.retry.backoff_max, self.retry.backoff_base * 2**attempt)
+        return random.uniform(0, cap)  # full jitter
+
+    @asynccontextmanager
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Sequence[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: bool = True,
+        idempotency: Idempotency = Idempotency.SAFE,
+        ok: frozenset[int] | None = None,
+        total_timeout: bool = True,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request (with auth, refresh and retries) and yield the open response.
+
+        Statuses >= 400 (or outside ``ok`` when given) raise the matching ``ApiError``.
+        ``data`` may be a streaming payload: such a request is never replayed.
+        """
+        url = self.url(path)
+        started = time.monotonic()
+        attempt = 0
+        refreshed = False
+        replayable = data is None
+        replayed = False  # sent again after a failure that may have reached the server
+        while True:
+            attempt += 1
+            generation = self._tokens.generation
+            send_headers = dict(headers or {})
+            if auth and self._tokens.access and self.same_origin(url):
+                send_headers["Authorization"] = f"Bearer {self._tokens.access}"
+            wait: float | None = None
+            try:
+                resp = await self._request(
+                    method,
+                    url,
+                    params,
+                    body if body is not None else data,
+                    send_headers,
+                    total_timeout,
+                )
+            except TransportError as exc:
+                certain_unsent = isinstance(exc, ConnectError)
+                may_retry = replayable and (certain_unsent or idempotency is not Idempotency.UNSAFE)
+                if not may_retry or not self._budget_left(attempt, started):
+                    raise
+                wait = self._backoff(attempt, None)
+                replayed = replayed or not certain_unsent
+                log.debug("%s %s: %s; retry %d in %.2fs", method, url.path, exc, attempt, wait)
+            else:
+                status = resp.status
+                if status == 401 and auth and not refreshed and self._tokens.refresh:
+                    resp.release()
+                    refreshed = True
+                    await self._refresh_after(generation)
+                    attempt -= 1  # a refresh is not a failed attempt
+                    continue
+                if (
+                    status in self.retry.statuses
+                    and replayable
+                    and idempotency is not Idempotency.UNSAFE
+                    and self._budget_left(attempt, started)
+                ):
+                    wait = self._backoff(attempt, _retry_after(resp.headers.get("Retry-After")))
+                    replayed = True
+                    resp.release()
+                    log.debug(
+                        "%s %s: %d; retry %d in %.2fs", method, url.path, status, attempt, wait
+                    )
+                else:
+                    try:
+                        if status >= 400 or (ok is not None and status not in ok):
+                            error = await self._error(resp, method, url)
+                            error.replayed = replayed
+                            raise error
+                        yield resp
+                    finally:
+                        resp.release()
+                    return
+            await anyio.sleep(wait)
+
+    def _budget_left(self, attempt: int, started: float) -> bool:
+        return attempt < self.retry.max_attempts and (time.monotonic() - started < self.retry.total)
+
+    async def _request(
+        self,
+        method: str,
+        url: URL,
+        params: Sequence[tuple[str, str]] | None,
+        data: Any,
+        headers: dict[str, str],
+        total_timeout: bool,
+    ) -> aiohttp.ClientResponse:
+        """One request; redirects followed only within the origin (with the token)."""
+        timeout = self._timeout(total=total_timeout)
+        for _ in range(_MAX_REDIRECTS + 1):
+            try:
+                resp = await self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=timeout,
+                    proxy=self.proxy,
+                )
+            except asyncio.TimeoutError as exc:
+                raise TransportTimeout(f"{method} {url.with_query(None)}: timed out") from exc
+            except aiohttp.ClientConnectorError as exc:
+                raise ConnectError(
+                    f"{method} {url.with_query(None)}: cannot connect to "
+                    f"{url.host}:{url.port} ({exc.os_error.strerror or exc.os_error})"
+                ) from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise TransportError(
+                    f"{method} {url.with_query(None)}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if resp.status not in (301, 302, 303, 307, 308) or "Location" not in resp.headers:
+                return resp
+            target = url.join(URL(resp.headers["Location"]))
+            resp.release()
+            if not self.same_origin(target):
+                # Never carry the token elsewhere; the caller may fetch the URL itself.
+                headers.pop("Authorization", None)
+            if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
+                method, data = "GET", None
+            url, params = target, None
+        raise TransportError(f"{method} {url}: more than {_MAX_REDIRECTS} redirects")
+
+    async def _error(self, resp: aiohttp.ClientResponse, method: str, url: URL) -> ApiError:
+        raw = await resp.content.read(_MAX_ERROR_BODY)
+        detail: Any = None
+        try:
+            body = msgspec.json.decode(raw)
+            detail = body.get("detail") if isinstance(body, dict) else body
+        except msgspec.DecodeError:
+            detail = raw.decode("utf-8", "replace").strip()[:500] or None
+        keep = {
+            k: resp.headers[k]
+            for k in ("Retry-After", "Content-Range", "Upload-Offset", "Tus-Version")
+            if k in resp.headers
+        }
+        return error_for_status(
+            resp.status,
+            detail,
+            url=str(url.with_query(None)),
+            method=method,
+            request_id=resp.headers.get("X-Request-ID"),
+            headers=keep,
+        )
+
+    async def read_body(self, resp: aiohttp.ClientResponse, *, limit: int | None = None) -> bytes:
+        """The whole body of an open response; a broken or oversized body is an error."""
+        try:
+            if limit is None:
+                return await resp.read()
+            data = await resp.content.read(limit + 1)
+        except asyncio.TimeoutError as exc:
+            raise TransportTimeout(
+                f"{resp.method} {resp.url.with_query(None)}: timed out reading the answer"
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(
+                f"{resp.method} {resp.url.with_query(None)}: the answer broke "
+                f"off ({type(exc).__name__}: {exc})"
+            ) from exc
+        if len(data) > limit:
+            raise ValueError(
+                f"{resp.method} {resp.url.with_query(None)}: the answer is "
+                f"larger than {limit} bytes"
+            )
+        return data
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: msgspec.Struct | Mapping[str, Any] | None = None,
+        json: Any = None,
+        form: Mapping[str, str] | None = None,
+        expect: Any = None,
+        auth: bool = True,
+        idempotency: Idempotency = Idempotency.SAFE,
+    ) -> Any:
+        """Send a JSON API request and decode the answer into ``expect`` (a model type,
+        ``list[Model]``, or None to ignore the body).
+
+        An answer that breaks off mid-body is fetched again when the request is SAFE.
+        """
+        headers: dict[str, str] = {"Accept": "application/json"}
+        body: bytes | None = None
+        if json is not None:
+            body = _encoder.encode(json)
+            headers["Content-Type"] = "application/json"
+        elif form is not None:
+            body = urllib.parse.urlencode(dict(form)).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        query = encode_params(params)
+        for attempt in range(1, self.retry.max_attempts + 1):
+            async with self.send(
+                method,
+                path,
+                params=query,
+                body=body,
+                headers=headers,
+                auth=auth,
+                idempotency=idempotency,
+            ) as resp:
+                try:
+                    raw = await self.read_body(resp)
+                except TransportError:
+                    if idempotency is not Idempotency.SAFE or attempt == self.retry.max_attempts:
+                        raise
+                    continue
+                if expect is None:
+                    return None
+                try:
+                    return _decoder(expect).decode(raw)
+                except msgspec.DecodeError as exc:
+                    raise ResponseDecodeError(
+                        f"{method} {resp.url.with_query(None)}: the answer does not fit "
+                        f"{getattr(expect, '__name__', expect)}: {exc}"
+                    ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,127 @@
+"""``aetiket.Client``: the session, the settings and the API namespaces in one object."""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+from collections.abc import Mapping
+from types import TracebackType
+
+import aiohttp
+
+from ._config import DEFAULT_LIMITS, DEFAULT_RETRY, DEFAULT_TIMEOUTS, Limits, RetryPolicy, Timeouts
+from ._http import HttpCore
+from .api.collections import Collections
+from .api.datasets import Datasets
+from .api.files import Files
+from .api.metadata import Metadata
+from .api.scopes import Scopes
+from .api.uploads import Uploads
+from .api.users import Users
+
+__all__ = ("Client",)
+
+
+class Client:
+    """An async client of one eTiKeT server.
+
+    ::
+
+        async with aetiket.Client("http://127.0.0.1:8000") as client:
+            await client.login("user", "password")
+            ds = await client.datasets.get("lab1", uid)
+
+    It owns one aiohttp session (or uses ``session=`` / ``connector=`` you give it, and
+    then leaves them open), keeps the tokens (``token=`` to start from one) and refreshes
+    the access token when it expires. Every API area is a namespace: ``users``,
+    ``scopes``, ``datasets``, ``metadata``, ``collections``, ``files``, ``uploads``.
+
+    Network: TLS verification is on; ``ssl=`` takes an ``SSLContext`` (or False),
+    ``ca_file=`` a CA bundle; ``proxy=`` an explicit proxy, else ``HTTP(S)_PROXY`` from the
+    environment (``trust_env=False`` ignores it). The bearer token is only ever sent to
+    ``base_url``'s origin.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        refresh_token: str | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        limits: Limits = DEFAULT_LIMITS,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        session: aiohttp.ClientSession | None = None,
+        connector: aiohttp.BaseConnector | None = None,
+        ssl: ssl_module.SSLContext | bool = True,
+        ca_file: str | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if ca_file is not None:
+            if isinstance(ssl, ssl_module.SSLContext) or ssl is False:
+                raise ValueError("give ca_file or ssl, not both")
+            ssl = ssl_module.create_default_context(cafile=ca_file)
+        self._http = HttpCore(
+            base_url,
+            token=token,
+            refresh_token=refresh_token,
+            timeouts=timeouts,
+            limits=limits,
+            retry=retry,
+            session=session,
+            connector=connector,
+            ssl=ssl,
+            proxy=proxy,
+            trust_env=trust_env,
+            headers=headers,
+        )
+        self.users = Users(self._http)
+        self.scopes = Scopes(self._http)
+        self.datasets = Datasets(self._http)
+        self.metadata = Metadata(self._http)
+        self.collections = Collections(self._http)
+        self.files = Files(self._http)
+        self.uploads = Uploads(self._http)
+
+    def __repr__(self) -> str:
+        state = "logged in" if self._http.authenticated else "anonymous"
+        return f"<aetiket.Client {str(self._http.base_url)!r} {state}>"
+
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
+
+    @property
+    def token(self) -> str | None:
+        """The current access token (to hand to another process; never logged)."""
+        return self._http.access_token
+
+    @property
+    def refresh_token(self) -> str | None:
+        """The current refresh token (single-use: it changes on every refresh)."""
+        return self._http.refresh_token
+
+    async def __aenter__(self) -> Client:
+        await self._http.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session (unless it was given to the client)."""
+        await self._http.aclose()
+
+    async def login(self, username: str, password: str) -> None:
+        """Log in with a password; the client keeps the tokens and refreshes them."""
+        await self._http.login(username, password)
+
+    async def refresh(self) -> None:
+        """Refresh the access token now (normally automatic on a 401)."""
+        await self._http.refresh()

@@ -1,0 +1,1 @@
+"""The transfer engine: tus protocol client, parallel uploads and Range downloads."""
