@@ -7,15 +7,21 @@ over real networks (the original client's 5 s total timeout broke large requests
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
+from pathlib import Path
 
 __all__ = (
     "DEFAULT_LIMITS",
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
+    "DEFAULT_TRANSFER",
     "Limits",
     "RetryPolicy",
     "Timeouts",
+    "TransferConfig",
+    "default_home",
 )
 
 
@@ -63,8 +69,58 @@ class RetryPolicy:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
 
 
+MiB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferConfig:
+    """How uploads and downloads move bytes.
+
+    ``parallel``: connections per file (tus partial uploads, or Range segments).
+    ``chunk_size``: bytes per tus PATCH request (a part may take several).
+    ``min_part``: no part (or segment) smaller than this; fewer parts for small files.
+    ``block_size``: bytes read from or written to disk at a time (memory per connection).
+    ``checksum``: per-PATCH Upload-Checksum: ``"auto"`` (the best the server offers),
+    an algorithm name, or ``None``. ``verify``: check size and content hash at the end.
+    ``stall_timeout``: a request that moves no byte for this long is aborted and resumed.
+    ``max_retries``: consecutive failures of one part without progress before giving up
+    (progress resets the count). ``bandwidth``: bytes/s for the whole engine (None: no
+    limit). ``resume_dir``: where resume records live (None: ``default_home()/resume``).
+    """
+
+    parallel: int = 4
+    chunk_size: int = 64 * MiB
+    min_part: int = 8 * MiB
+    block_size: int = 1 * MiB
+    checksum: str | None = "auto"
+    verify: bool = True
+    stall_timeout: float = 60.0
+    max_retries: int = 8
+    bandwidth: float | None = None
+    resume_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.parallel < 1 or self.chunk_size < 1 or self.block_size < 1:
+            raise ValueError("parallel, chunk_size and block_size must be positive")
+
+
+def default_home() -> Path:
+    """aetiket's own data: ``$AETIKET_HOME``, else the user data dir (XDG on Linux)."""
+    env = os.environ.get("AETIKET_HOME")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return base / "aetiket"
+
+
 DEFAULT_TIMEOUTS = Timeouts()
 DEFAULT_LIMITS = Limits()
 DEFAULT_RETRY = RetryPolicy()
+DEFAULT_TRANSFER = TransferConfig()
 #: How many records a list call asks for per request.
 DEFAULT_PAGE_SIZE = 500

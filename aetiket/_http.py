@@ -266,7 +266,13 @@ class HttpCore:
         log.debug("access token refreshed")
         return token
 
-    async def _refresh_after(self, generation: int) -> None:
+    @property
+    def token_generation(self) -> int:
+        """Bumped at every new token pair: note it before a request, pass it to
+        :meth:`refresh_after` when the request met 401."""
+        return self._tokens.generation
+
+    async def refresh_after(self, generation: int) -> None:
         """Refresh unless another task already did since ``generation`` was sent."""
         async with self._refresh_lock:
             if self._tokens.generation != generation:
@@ -351,7 +357,7 @@ class HttpCore:
                 if status == 401 and auth and not refreshed and self._tokens.refresh:
                     resp.release()
                     refreshed = True
-                    await self._refresh_after(generation)
+                    await self.refresh_after(generation)
                     attempt -= 1  # a refresh is not a failed attempt
                     continue
                 if (

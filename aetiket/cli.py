@@ -13,23 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ("default_home", "main")
+from ._config import default_home
+
+__all__ = ("main",)
 
 EXIT_USAGE = 2
-
-
-def default_home() -> Path:
-    """The data directory: ``$AETIKET_HOME``, else the user data dir (XDG on Linux)."""
-    env = os.environ.get("AETIKET_HOME")
-    if env:
-        return Path(env).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return base / "aetiket"
 
 
 def _serve(args: argparse.Namespace) -> int:

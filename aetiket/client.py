@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ssl as ssl_module
 from collections.abc import Mapping
 from types import TracebackType
+from typing import IO, Any
 
 import aiohttp
 
-from ._config import DEFAULT_LIMITS, DEFAULT_RETRY, DEFAULT_TIMEOUTS, Limits, RetryPolicy, Timeouts
+from ._config import (
+    DEFAULT_LIMITS,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+    DEFAULT_TRANSFER,
+    Limits,
+    RetryPolicy,
+    Timeouts,
+    TransferConfig,
+)
 from ._http import HttpCore
 from .api.collections import Collections
 from .api.datasets import Datasets
@@ -17,6 +28,12 @@ from .api.metadata import Metadata
 from .api.scopes import Scopes
 from .api.uploads import Uploads
 from .api.users import Users
+from .transfer import tus
+from .transfer.progress import ProgressCallback
+from .transfer.upload import ETIKET_ENDPOINT, UploadResult
+from .transfer.upload import upload as _upload
+
+_KEEP: Any = object()  # "not given" for keyword overrides where None means something
 
 __all__ = ("Client",)
 
@@ -50,6 +67,7 @@ class Client:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         limits: Limits = DEFAULT_LIMITS,
         retry: RetryPolicy = DEFAULT_RETRY,
+        transfer: TransferConfig = DEFAULT_TRANSFER,
         session: aiohttp.ClientSession | None = None,
         connector: aiohttp.BaseConnector | None = None,
         ssl: ssl_module.SSLContext | bool = True,
@@ -76,6 +94,8 @@ class Client:
             trust_env=trust_env,
             headers=headers,
         )
+        self.transfer = transfer
+        self._tus_info: dict[str, tus.ServerInfo] = {}
         self.users = Users(self._http)
         self.scopes = Scopes(self._http)
         self.datasets = Datasets(self._http)
@@ -125,3 +145,53 @@ class Client:
     async def refresh(self) -> None:
         """Refresh the access token now (normally automatic on a 401)."""
         await self._http.refresh()
+
+    async def upload(
+        self,
+        source: str | Any | bytes | IO[bytes],
+        *,
+        scope: str | None = None,
+        file_uid: str | None = None,
+        parallel: int | None = None,
+        chunk_size: int | None = None,
+        checksum: str | None = _KEEP,
+        verify: bool | None = None,
+        bandwidth: float | None = _KEEP,
+        progress: ProgressCallback | None = None,
+        endpoint: str = ETIKET_ENDPOINT,
+        metadata: Mapping[str, str] | None = None,
+    ) -> UploadResult:
+        """Upload a path, bytes or a seekable binary file as the content of a file record.
+
+        ``scope``/``file_uid`` name the eTiKeT file (its record must exist). With the
+        server's concatenation extension the file goes as ``parallel`` partial uploads at
+        once, then a final one; otherwise as one upload. A run that dies or is cancelled
+        resumes where it stopped when called again. At the end the server's size and
+        SHA-256 ETag are checked against the source (``verify``). ``progress`` gets
+        :class:`aetiket.transfer.progress.Progress` events (plain or async callable).
+        Without scope and file_uid it is a generic tus upload to ``endpoint`` with
+        ``metadata``. Keyword settings override the client's ``TransferConfig``.
+        """
+        overrides: dict[str, Any] = {}
+        if parallel is not None:
+            overrides["parallel"] = parallel
+        if chunk_size is not None:
+            overrides["chunk_size"] = chunk_size
+        if checksum is not _KEEP:
+            overrides["checksum"] = checksum
+        if verify is not None:
+            overrides["verify"] = verify
+        if bandwidth is not _KEEP:
+            overrides["bandwidth"] = bandwidth
+        config = dataclasses.replace(self.transfer, **overrides) if overrides else self.transfer
+        return await _upload(
+            self._http,
+            source,
+            scope=scope,
+            file_uid=file_uid,
+            endpoint=endpoint,
+            metadata=metadata,
+            config=config,
+            progress=progress,
+            info_cache=self._tus_info,
+        )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from aetiket.cli import default_home
+from aetiket._config import default_home
 from aetiket.server import LocalServer, ServerConfig
 
 API = "/api/v1"

@@ -220,9 +220,10 @@ async def patch(
 ) -> int:
     """PATCH ``size`` bytes at ``offset``; returns the server's new offset.
 
-    ``data`` is bytes, or an async iterable streamed as it is read (then ``checksum``
-    must be None: the digest goes in a header, before the body). ``length`` declares a
-    deferred length. A new offset other than ``offset + size`` is a ``ProtocolError``.
+    ``data`` is bytes, or an async iterable streamed as it is read. ``checksum`` is a
+    ready ``Upload-Checksum`` value (see :func:`checksum_header`: the digest must be known
+    before the body goes). ``length`` declares a deferred length. A new offset other than
+    ``offset + size`` is a ``ProtocolError``.
     """
     headers = {
         **_TUS,
@@ -233,15 +234,13 @@ async def patch(
     if length is not None:
         headers["Upload-Length"] = str(length)
     if checksum is not None:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise ValueError("an Upload-Checksum needs the chunk's bytes up front")
-        headers["Upload-Checksum"] = checksum_header(checksum, data)
-    whole = isinstance(data, bytes | bytearray | memoryview)
+        headers["Upload-Checksum"] = checksum
+    whole = isinstance(data, bytes)
     async with http.send(
         "PATCH",
         url,
         headers=headers,
-        body=bytes(data) if whole else None,  # type: ignore[arg-type]
+        body=data if isinstance(data, bytes) else None,
         data=None if whole else data,
         idempotency=Idempotency.UNSAFE,
         ok=frozenset({200, 204}),

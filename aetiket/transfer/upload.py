@@ -1,0 +1,532 @@
+"""The parallel tus upload engine (DESIGN.md "Transfer engine"; TRANSFER_PITFALLS.md 3a).
+
+With the concatenation extension a file is cut into slices (``plan.plan_slices``), each
+sent as a partial upload by its own task, then joined by one final upload. Without it
+(any plain tus server), one upload gets the file in large PATCHes. Bytes are read a block
+at a time as the request body is sent, so memory stays bounded whatever the size.
+
+Recovery, per part: a failed PATCH (reset, 5xx, timeout, stall) resumes from HEAD's
+offset after a backoff; 409 re-syncs via HEAD; 460 re-sends the chunk; 404/410 starts
+that part over; 401 refreshes the token (single flight) and goes on. Consecutive failures
+without progress are bounded (``TransferConfig.max_retries``); progress resets the count.
+
+Across processes: every part's URL is written to a resume record (``resume.py``) the
+moment it exists; a later run with the same source, endpoint and target reads it, asks the
+server for each part's offset and sends only what is missing. Against an eTiKeT server
+the record can also be rebuilt from the file's upload list, whose partials carry their
+place in the plan in their metadata.
+
+At the end the engine verifies: size, and for eTiKeT the file's ETag (the SHA-256 of the
+content) against the source's own SHA-256.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import random
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anyio
+
+if sys.version_info < (3, 11):  # anyio brings the backport there
+    from exceptiongroup import BaseExceptionGroup
+
+from .._config import DEFAULT_TRANSFER, TransferConfig, default_home
+from .._http import HttpCore
+from ..errors import (
+    ApiError,
+    ChecksumMismatch,
+    ChecksumRejected,
+    Conflict,
+    Gone,
+    NotFound,
+    ProtocolError,
+    ServerError,
+    TooManyRequests,
+    TransferError,
+    TransportError,
+    Unauthorized,
+    UploadError,
+)
+from ..models import FileOut, FileStatus
+from . import tus
+from .fileio import Reader, Source, open_source
+from .plan import plan_slices
+from .progress import ProgressCallback, ProgressTracker
+from .resume import PartRecord, ResumeStore, UploadRecord, record_key
+from .throttle import Throttle
+
+__all__ = ("ETIKET_ENDPOINT", "UploadResult", "upload")
+
+ETIKET_ENDPOINT = "/api/v1/uploads/"
+#: Bytes per PATCH when a per-PATCH checksum is sent (the chunk is held in memory).
+CHECKSUM_CHUNK = 8 * 1024 * 1024
+#: A part this small goes in its creation request (creation-with-upload).
+SMALL = 256 * 1024
+_META_PART = "aetiket-part"
+_META_FP = "aetiket-fp"
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadResult:
+    """What an upload did: bytes, time, rate, where the bytes went, how it was checked."""
+
+    name: str
+    size: int
+    seconds: float
+    url: str
+    part_urls: tuple[str, ...]
+    sha256: str | None
+    resumed: bool
+    verified: bool
+
+    @property
+    def rate(self) -> float:
+        """Average bytes per second."""
+        return self.size / self.seconds if self.seconds > 0 else math.inf
+
+
+class _Stalled(Exception):
+    pass
+
+
+class _Engine:
+    """One upload: its plan, its record, its parts, its progress."""
+
+    def __init__(
+        self,
+        http: HttpCore,
+        src: Source,
+        *,
+        endpoint: str,
+        scope: str | None,
+        file_uid: str | None,
+        metadata: Mapping[str, str],
+        config: TransferConfig,
+        progress: ProgressCallback | None,
+        info_cache: dict[str, tus.ServerInfo],
+    ) -> None:
+        self.http = http
+        self.src = src
+        self.endpoint = endpoint
+        self.endpoint_url = str(http.url(endpoint))
+        self.scope = scope
+        self.file_uid = file_uid
+        self.etiket = scope is not None and file_uid is not None
+        self.target = f"{scope}/{file_uid}" if self.etiket else src.name
+        self.metadata = dict(metadata)
+        if self.etiket:
+            assert scope is not None and file_uid is not None
+            self.metadata.update(scope=scope, uid=file_uid)
+        self.config = config
+        self.progress = progress
+        self.info_cache = info_cache
+        self.store = ResumeStore(config.resume_dir or default_home() / "resume")
+        self.throttle = Throttle(config.bandwidth) if config.bandwidth else None
+        self.algorithm: str | None = None
+        self.resumed = False
+
+    # -- setup
+
+    async def server_info(self) -> tus.ServerInfo:
+        info = self.info_cache.get(self.endpoint_url)
+        if info is None:
+            info = self.info_cache[self.endpoint_url] = await tus.options(self.http, self.endpoint)
+        return info
+
+    def _choose_checksum(self, info: tus.ServerInfo) -> str | None:
+        wanted = self.config.checksum
+        if wanted is None:
+            return None
+        if wanted == "auto":
+            return info.checksum()
+        if "checksum" not in info.extensions or wanted not in info.checksum_algorithms:
+            raise UploadError(
+                f"{self.target}: the server does not offer checksum {wanted!r} "
+                f"(it offers {sorted(info.checksum_algorithms) or 'none'})"
+            )
+        return wanted
+
+    async def _plan(self, info: tus.ServerInfo, fingerprint: str) -> UploadRecord:
+        concat = info.concatenation and self.config.parallel > 1
+        slices = plan_slices(
+            self.src.size, self.config.parallel if concat else 1, self.config.min_part
+        )
+        concat = concat and len(slices) > 1
+        return UploadRecord(
+            endpoint=self.endpoint_url,
+            target=self.target,
+            fingerprint=fingerprint,
+            size=self.src.size,
+            concat=concat,
+            parts=[PartRecord(start=s, end=e) for s, e in slices],
+        )
+
+    async def _recover(self, fingerprint: str) -> UploadRecord | None:
+        """Rebuild a record from an eTiKeT server's upload list (no local record)."""
+        assert self.scope is not None and self.file_uid is not None
+        try:
+            listing: FileOut = await self.http.call(
+                "GET", f"{ETIKET_ENDPOINT}{_seg(self.scope)}/{_seg(self.file_uid)}", expect=FileOut
+            )
+        except ApiError:
+            return None
+        parts: dict[int, PartRecord] = {}
+        count = 0
+        for item in listing.uploads:
+            url = f"{self.endpoint_url}{item.uid}"
+            try:
+                state = await tus.head(self.http, url)
+            except (ApiError, ProtocolError):
+                continue
+            if state.metadata.get(_META_FP, b"").decode(errors="replace") != fingerprint[:32]:
+                continue
+            try:
+                place, span = state.metadata[_META_PART].decode().split(" ")
+                index, count = (int(v) for v in place.split("/"))
+                start, end = (int(v) for v in span.split("-"))
+            except (KeyError, ValueError):
+                continue
+            parts[index] = PartRecord(start=start, end=end, url=url)
+        if not parts or sorted(parts) != list(range(count)):
+            return None
+        ordered = [parts[i] for i in range(count)]
+        if (
+            ordered[0].start != 0
+            or ordered[-1].end != self.src.size
+            or any(a.end != b.start for a, b in itertools.pairwise(ordered))
+        ):
+            return None
+        return UploadRecord(
+            endpoint=self.endpoint_url,
+            target=self.target,
+            fingerprint=fingerprint,
+            size=self.src.size,
+            concat=count > 1,
+            parts=ordered,
+        )
+
+    # -- the run
+
+    async def run(self) -> UploadResult:
+        started = time.monotonic()
+        info = await self.server_info()
+        if info.max_size is not None and self.src.size > info.max_size:
+            raise UploadError(
+                f"{self.src.name}: {self.src.size} bytes is more than the "
+                f"server accepts (Tus-Max-Size {info.max_size})"
+            )
+        self.algorithm = self._choose_checksum(info)
+        fingerprint = await self.src.fingerprint()
+        key = record_key(self.endpoint_url, self.target, fingerprint)
+        record = await self.store.load(key)
+        if record is None and self.etiket:
+            record = await self._recover(fingerprint)
+        if (
+            record is not None
+            and record.size == self.src.size
+            and (not record.concat or info.concatenation)
+        ):
+            self.resumed = True
+        else:
+            record = await self._plan(info, fingerprint)
+        await self.store.save(key, record)
+        self.key, self.record = key, record
+        tracker = ProgressTracker(
+            self.target, self.src.size, [p.end - p.start for p in record.parts], self.progress
+        )
+        digest: dict[str, str] = {}
+
+        async def hash_source() -> None:
+            digest["sha256"] = await self.src.sha256()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                if self.config.verify and self.etiket:
+                    tg.start_soon(hash_source)
+                for index in range(len(record.parts)):
+                    tg.start_soon(self._run_part, index, tracker)
+        except BaseException as exc:
+            raise _one_error(exc, self.target) from None
+        if not await self.src.unchanged():
+            raise UploadError(
+                f"{self.src.name} changed while it was being uploaded; "
+                "upload it again once it is complete"
+            )
+        url = await self._finish(record, digest.get("sha256"))
+        verified = await self._verify(url, digest.get("sha256"))
+        await self.store.delete(key)
+        await tracker.finish()
+        return UploadResult(
+            name=self.src.name,
+            size=self.src.size,
+            seconds=time.monotonic() - started,
+            url=url,
+            part_urls=tuple(p.url for p in record.parts if p.url),
+            sha256=digest.get("sha256"),
+            resumed=self.resumed,
+            verified=verified,
+        )
+
+    async def _save(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.store.save(self.key, self.record)
+
+    async def _finish(self, record: UploadRecord, sha256: str | None) -> str:
+        """The final upload of a parallel upload (or the single upload's URL)."""
+        if not record.concat:
+            url = record.parts[0].url
+            assert url is not None
+            return url
+        if record.final_url is not None:
+            return record.final_url
+        part_urls = [p.url for p in record.parts if p.url]
+        try:
+            created = await tus.create(
+                self.http, self.endpoint, length=None, metadata=self.metadata, final_of=part_urls
+            )
+        except (Gone, Conflict, TransportError) as exc:
+            # The final may exist already (a run that died after sending it, or an answer
+            # lost on the way): if the file holds our bytes, that is success.
+            if sha256 is not None and await self._etiket_matches(sha256):
+                return record.parts[0].url or ""
+            raise UploadError(f"{self.target}: the final upload failed: {exc}") from exc
+        record.final_url = created.url
+        await self._save()
+        return created.url
+
+    async def _etiket_matches(self, sha256: str) -> bool:
+        if not self.etiket:
+            return False
+        assert self.scope is not None and self.file_uid is not None
+        try:
+            record: FileOut = await self.http.call(
+                "GET", f"{ETIKET_ENDPOINT}{_seg(self.scope)}/{_seg(self.file_uid)}", expect=FileOut
+            )
+        except ApiError:
+            return False
+        return record.status in (FileStatus.available, FileStatus.secured) and (
+            record.size == self.src.size and record.etag == sha256
+        )
+
+    async def _verify(self, url: str, sha256: str | None) -> bool:
+        if not self.config.verify:
+            return False
+        if self.etiket and sha256 is not None:
+            if not await self._etiket_matches(sha256):
+                raise ChecksumMismatch(
+                    f"{self.target}: after the upload the server's file is not the source "
+                    f"(expected {self.src.size} bytes with SHA-256 {sha256})"
+                )
+            return True
+        state = await tus.head(self.http, url)
+        if state.offset != self.src.size or (
+            state.length is not None and state.length != self.src.size
+        ):
+            raise ChecksumMismatch(
+                f"{self.target}: the server holds {state.offset} of {self.src.size} bytes"
+            )
+        return True
+
+    # -- one part
+
+    def _part_metadata(self, index: int) -> dict[str, str]:
+        part = self.record.parts[index]
+        meta = dict(self.metadata) if (self.etiket or not self.record.concat) else {}
+        meta[_META_PART] = f"{index}/{len(self.record.parts)} {part.start}-{part.end}"
+        meta[_META_FP] = self.record.fingerprint[:32]
+        return meta
+
+    async def _run_part(self, index: int, tracker: ProgressTracker) -> None:
+        part = self.record.parts[index]
+        length = part.end - part.start
+        failures = 0
+        offset: int | None = None
+        async with self.src.reader() as reader:
+            while True:
+                generation = self.http.token_generation
+                try:
+                    if part.url is None:
+                        offset = await self._create_part(index, reader)
+                    if offset is None:
+                        state = await tus.head(self.http, part.url or "")
+                        offset = state.offset or 0
+                    tracker.start_part_at(index, offset)
+                    while offset < length:
+                        before = offset
+                        offset = await self._patch(index, reader, offset, length, tracker)
+                        if offset > before:
+                            failures = 0
+                    return
+                except Unauthorized:
+                    # A token that expired mid-transfer: refresh once for everyone, go on.
+                    await self.http.refresh_after(generation)
+                    offset = None
+                    continue
+                except (NotFound, Gone) as exc:
+                    failure: Exception = exc
+                    part.url, offset = None, None  # the server lost it: start this part over
+                    await self._save()
+                except (
+                    TransportError,
+                    ServerError,
+                    TooManyRequests,
+                    Conflict,
+                    ChecksumRejected,
+                    ProtocolError,
+                    _Stalled,
+                ) as exc:
+                    failure, offset = exc, None  # re-sync from the server's offset
+                failures += 1
+                if failures > self.config.max_retries:
+                    raise UploadError(
+                        f"{self.target}: part {index} (bytes {part.start}-{part.end}) failed "
+                        f"{failures} times in a row; last: {failure}. Run the upload again "
+                        "to resume.",
+                        parts={index: failure},
+                    ) from failure
+                await anyio.sleep(_backoff(failures, failure))
+
+    async def _create_part(self, index: int, reader: Reader) -> int:
+        part = self.record.parts[index]
+        length = part.end - part.start
+        body = None
+        if length <= SMALL:
+            body = await reader.read(part.start, length)
+        created = await tus.create(
+            self.http,
+            self.endpoint,
+            length=length,
+            metadata=self._part_metadata(index),
+            partial=self.record.concat,
+            body=body,
+            checksum=self.algorithm if body else None,
+        )
+        part.url = created.url
+        await self._save()  # the URL is on record before a byte of the body goes
+        return created.offset or 0
+
+    async def _patch(
+        self, index: int, reader: Reader, offset: int, length: int, tracker: ProgressTracker
+    ) -> int:
+        """One PATCH from ``offset``; returns the server's new offset."""
+        part = self.record.parts[index]
+        assert part.url is not None
+        block = self.config.block_size
+        chunk = self.config.chunk_size
+        data: bytes | None = None
+        if self.algorithm is not None:
+            chunk = min(chunk, CHECKSUM_CHUNK)
+        n = min(chunk, length - offset)
+        if self.algorithm is not None:
+            data = await reader.read(part.start + offset, n)
+        stall = self.config.stall_timeout
+
+        with anyio.CancelScope() as scope:
+            scope.deadline = anyio.current_time() + stall
+
+            async def body() -> AsyncIterator[bytes]:
+                sent = 0
+                while sent < n:
+                    size = min(block, n - sent)
+                    if data is not None:
+                        piece = data[sent : sent + size]
+                    else:
+                        piece = await reader.read(part.start + offset + sent, size)
+                        if len(piece) != size:
+                            raise OSError(f"{self.src.name} is shorter than {self.src.size}")
+                    if self.throttle is not None:
+                        await self.throttle.take(size)
+                    yield piece
+                    sent += size
+                    scope.deadline = anyio.current_time() + stall  # bytes moved: not stalled
+                    await tracker.advance(index, offset + sent)
+                scope.deadline = math.inf  # the body is out: the read timeout takes over
+
+            header = None
+            if self.algorithm is not None and data is not None:
+                header = await anyio.to_thread.run_sync(tus.checksum_header, self.algorithm, data)
+            return await tus.patch(self.http, part.url, offset, body(), size=n, checksum=header)
+        raise _Stalled(f"part {index}: no byte moved for {stall:.0f} s at offset {offset}")
+
+
+def _seg(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _backoff(failures: int, error: BaseException) -> float:
+    retry_after = None
+    if isinstance(error, ApiError):
+        value = error.headers.get("Retry-After", "")
+        if value.isdigit():
+            retry_after = float(value)
+    if retry_after is not None:
+        return min(retry_after, 60.0)
+    return random.uniform(0, min(10.0, 0.2 * 2**failures))
+
+
+def _one_error(exc: BaseException, target: str) -> BaseException:
+    """The task group's ExceptionGroup as one TransferError (cancellation untouched)."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves: list[BaseException] = []
+
+        def walk(e: BaseException) -> None:
+            if isinstance(e, BaseExceptionGroup):
+                for sub in e.exceptions:
+                    walk(sub)
+            else:
+                leaves.append(e)
+
+        walk(exc)
+        for leaf in leaves:
+            if not isinstance(leaf, Exception):
+                return leaf  # cancellation, KeyboardInterrupt: never wrapped
+        if len(leaves) == 1:
+            return leaves[0]
+        first = next((e for e in leaves if isinstance(e, TransferError)), leaves[0])
+        return UploadError(
+            f"{target}: {len(leaves)} parts failed; first: {first}", parts=dict(enumerate(leaves))
+        )
+    return exc
+
+
+async def upload(
+    http: HttpCore,
+    source: Any,
+    *,
+    scope: str | None = None,
+    file_uid: str | None = None,
+    endpoint: str = ETIKET_ENDPOINT,
+    metadata: Mapping[str, str] | None = None,
+    config: TransferConfig = DEFAULT_TRANSFER,
+    progress: ProgressCallback | None = None,
+    info_cache: dict[str, tus.ServerInfo] | None = None,
+    name: str | None = None,
+) -> UploadResult:
+    """Upload ``source`` (a path, bytes, or a seekable binary file object).
+
+    With ``scope`` and ``file_uid`` it is the content of that eTiKeT file record (verified
+    against its ETag); without, a generic tus upload to ``endpoint`` with ``metadata``.
+    """
+    if (scope is None) != (file_uid is None):
+        raise ValueError("give both scope and file_uid (an eTiKeT file), or neither")
+    src = await open_source(source, name=name)
+    engine = _Engine(
+        http,
+        src,
+        endpoint=endpoint,
+        scope=scope,
+        file_uid=file_uid,
+        metadata=metadata or {},
+        config=config,
+        progress=progress,
+        info_cache=info_cache if info_cache is not None else {},
+    )
+    return await engine.run()
