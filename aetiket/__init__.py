@@ -14,6 +14,7 @@ from ._config import (
     Limits,
     RetryPolicy,
     Timeouts,
+    TransferConfig,
 )
 from ._version import __version__
 from .api import Pager
@@ -52,6 +53,9 @@ from .models import (
     UserUpdate,
     new_uid,
 )
+from .transfer.progress import Progress
+from .transfer.upload import UploadClient as _UploadClient
+from .transfer.upload import Uploader, UploadResult
 
 __all__ = (
     "DEFAULT_LIMITS",
@@ -79,14 +83,19 @@ __all__ = (
     "MetaDict",
     "NotFound",
     "Pager",
+    "Progress",
     "RetryPolicy",
     "ScopeIn",
     "ScopeOut",
     "ScopeUpdate",
     "Timeouts",
+    "TransferConfig",
     "TransferError",
     "TransportError",
     "Unauthorized",
+    "UploadClient",
+    "UploadResult",
+    "Uploader",
     "UserIn",
     "UserOut",
     "UserUpdate",
@@ -96,3 +105,17 @@ __all__ = (
     "models",
     "new_uid",
 )
+
+
+def UploadClient(
+    client: Client, scope: str | None = None, chunk_size: int | None = None
+) -> _UploadClient:
+    """The original package's upload style, awaited::
+
+    tus = aetiket.UploadClient(client, scope="lab1")
+    up = tus.uploader("raw.h5", file_uid=uid, chunk_size=8 * 2**20)
+    await up.upload_chunk(); await up.upload(stop_at=1000); await up.upload()
+    """
+    return _UploadClient(
+        client._http, scope=scope, chunk_size=chunk_size or client.transfer.chunk_size
+    )

@@ -61,7 +61,7 @@ from .progress import ProgressCallback, ProgressTracker
 from .resume import PartRecord, ResumeStore, UploadRecord, record_key
 from .throttle import Throttle
 
-__all__ = ("ETIKET_ENDPOINT", "UploadResult", "upload")
+__all__ = ("ETIKET_ENDPOINT", "UploadClient", "UploadResult", "Uploader", "upload")
 
 ETIKET_ENDPOINT = "/api/v1/uploads/"
 #: Bytes per PATCH when a per-PATCH checksum is sent (the chunk is held in memory).
@@ -530,3 +530,114 @@ async def upload(
         info_cache=info_cache if info_cache is not None else {},
     )
     return await engine.run()
+
+
+class Uploader:
+    """One file sent the original client's way: one upload, chunk by chunk, awaited.
+
+    ``await up.upload_chunk()`` sends ``chunk_size`` bytes (creating the upload first);
+    ``await up.upload(stop_at=n)`` goes on until ``n`` bytes are on the server;
+    ``await up.upload()`` until the end. ``offset`` is the server's; ``url`` the upload's.
+    """
+
+    def __init__(
+        self,
+        http: HttpCore,
+        source: Any,
+        *,
+        scope: str,
+        file_uid: str,
+        chunk_size: int,
+        endpoint: str = ETIKET_ENDPOINT,
+    ) -> None:
+        self._http = http
+        self._source_arg = source
+        self._src: Source | None = None
+        self.scope = scope
+        self.file_uid = file_uid
+        self.chunk_size = chunk_size
+        self.endpoint = endpoint
+        self.url: str | None = None
+        self.offset = 0
+
+    def __repr__(self) -> str:
+        return f"<Uploader {self.scope}/{self.file_uid} offset={self.offset}>"
+
+    async def _source(self) -> Source:
+        if self._src is None:
+            self._src = await open_source(self._source_arg)
+        return self._src
+
+    @property
+    def size(self) -> int | None:
+        return None if self._src is None else self._src.size
+
+    async def upload_chunk(self) -> int:
+        """Send the next chunk; returns the new offset."""
+        src = await self._source()
+        if self.url is None:
+            created = await tus.create(
+                self._http,
+                self.endpoint,
+                length=src.size,
+                metadata={"scope": self.scope, "uid": self.file_uid},
+            )
+            self.url, self.offset = created.url, created.offset or 0
+        n = min(self.chunk_size, src.size - self.offset)
+        if n <= 0:
+            return self.offset
+        try:
+            self.offset = await tus.patch(
+                self._http, self.url, self.offset, src.blocks(self.offset, n, 1024 * 1024), size=n
+            )
+        except (Conflict, ProtocolError, TransportError):
+            self.offset = (await tus.head(self._http, self.url)).offset or 0  # re-sync
+            raise
+        return self.offset
+
+    async def upload(self, stop_at: int | None = None) -> None:
+        """Send chunks until ``stop_at`` bytes (default: all) are on the server."""
+        src = await self._source()
+        target = src.size if stop_at is None else min(stop_at, src.size)
+        while self.offset < target or self.url is None:
+            before = self.offset
+            await self.upload_chunk()
+            if self.offset == before and self.offset >= src.size:
+                break
+
+
+class UploadClient:
+    """The original ``etiket_client.UploadClient``, awaited: ``uploader(...)`` per file."""
+
+    def __init__(
+        self,
+        http: HttpCore,
+        scope: str | None = None,
+        chunk_size: int = DEFAULT_TRANSFER.chunk_size,
+    ) -> None:
+        self._http = http
+        self.scope = scope
+        self.chunk_size = chunk_size
+
+    def uploader(
+        self,
+        file_path: Any = None,
+        *,
+        file_stream: Any = None,
+        file_uid: str,
+        scope: str | None = None,
+        chunk_size: int | None = None,
+    ) -> Uploader:
+        """An :class:`Uploader` for a path (or ``file_stream=``) into ``scope/file_uid``."""
+        if (file_path is None) == (file_stream is None):
+            raise ValueError("give a file path or file_stream=, one of them")
+        scope = scope or self.scope
+        if scope is None:
+            raise ValueError("give scope= here or to UploadClient(client, scope=...)")
+        return Uploader(
+            self._http,
+            file_path if file_path is not None else file_stream,
+            scope=scope,
+            file_uid=file_uid,
+            chunk_size=chunk_size or self.chunk_size,
+        )
