@@ -1,10 +1,13 @@
-"""The transfer engine's only disk access: what an upload reads from.
+"""The transfer engine's only disk access: what uploads read and downloads write.
 
 A :class:`Source` is a path, bytes, or a binary file object. Parts read it concurrently,
 each through its own reader (its own aiofiles handle for a path: no seek/read races between
 parts), a block at a time, so memory stays bounded whatever the file's size. A source also
 gives a fingerprint for resume records, its SHA-256 for verification, and says whether a
 file on disk changed while it was being uploaded.
+
+A :class:`Sink` is a download's ``.part`` file: preallocated, written at offsets by one
+:class:`Writer` (one aiofiles handle) per connection, hashed, then renamed into place.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import aiofiles
 import anyio
 import anyio.to_thread
 
-__all__ = ("Reader", "Source", "open_source")
+__all__ = ("Reader", "Sink", "Source", "Writer", "open_source")
 
 _SAMPLES = 16
 _SAMPLE = 64 * 1024
@@ -190,3 +193,94 @@ async def open_source(
             mtime = None
     label = name or str(getattr(stream, "name", "<stream>"))
     return Source(label, size, stream=stream, mtime_ns=mtime)
+
+
+class Sink:
+    """A download's ``.part`` file, filled at offsets by several writers, then published.
+
+    Each writer has its own aiofiles handle (seek and write of one handle never race with
+    another's). ``publish`` renames the finished file over the destination atomically.
+    """
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self.part = dest.with_name(dest.name + ".part")
+
+    def __repr__(self) -> str:
+        return f"<Sink {self.dest}>"
+
+    async def prepare(self, size: int | None, *, keep: bool) -> None:
+        """Create the ``.part`` file (or keep the one there, for a resume) and reserve
+        ``size`` bytes where the OS can."""
+
+        def run() -> None:
+            self.dest.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_RDWR | os.O_CREAT | (0 if keep else os.O_TRUNC)
+            fd = os.open(self.part, flags, 0o644)
+            try:
+                if size is not None:
+                    if hasattr(os, "posix_fallocate") and size > 0:
+                        try:
+                            os.posix_fallocate(fd, 0, size)
+                        except OSError:
+                            os.ftruncate(fd, size)  # a filesystem without fallocate
+                    else:
+                        os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
+
+        await anyio.to_thread.run_sync(run)
+
+    @asynccontextmanager
+    async def writer(self) -> AsyncIterator[Writer]:
+        """A writer of its own for one connection."""
+        async with aiofiles.open(self.part, "r+b") as handle:
+            yield Writer(handle)
+
+    async def truncate(self, size: int) -> None:
+        await anyio.to_thread.run_sync(os.truncate, self.part, size)
+
+    async def sha256(self, size: int, block: int = 4 * 1024 * 1024) -> str:
+        """SHA-256 of the first ``size`` bytes of the ``.part`` file."""
+
+        def run() -> str:
+            digest = hashlib.sha256()
+            buf = bytearray(block)
+            view = memoryview(buf)
+            with open(self.part, "rb", buffering=0) as f:
+                left = size
+                while left > 0 and (n := f.readinto(view[: min(block, left)])):
+                    digest.update(view[:n])
+                    left -= n
+            return digest.hexdigest()
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def publish(self) -> None:
+        """Rename the ``.part`` file over the destination (atomic on one filesystem).
+
+        No fsync: a process that dies leaves either the old file or the new one, and
+        durability across power loss is the filesystem's (an fsync of a large file costs
+        seconds on a slow disk, which no peer tool pays either).
+        """
+        await anyio.to_thread.run_sync(os.replace, self.part, self.dest)
+
+    async def discard(self) -> None:
+        await anyio.to_thread.run_sync(lambda: self.part.unlink(missing_ok=True))
+
+
+class Writer:
+    """Writes blocks at offsets of a sink through one handle."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._pos = -1
+
+    async def write(self, offset: int, chunks: list[bytes]) -> int:
+        """Write ``chunks`` one after the other from ``offset``; returns the byte count."""
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if offset != self._pos:
+            await self._handle.seek(offset)
+        await self._handle.write(data)
+        self._pos = offset + len(data)
+        return len(data)

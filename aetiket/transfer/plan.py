@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ("ALIGN", "plan_slices")
+__all__ = ("ALIGN", "Segment", "SegmentPlan", "gaps", "merge", "plan_slices")
 
 #: Part boundaries fall on multiples of this (disk- and page-friendly).
 ALIGN = 64 * 1024
@@ -27,3 +27,110 @@ def plan_slices(size: int, parallel: int, min_part: int) -> list[tuple[int, int]
         slices.append((start, end))
         start = end
     return slices or [(0, 0)]
+
+
+class Segment:
+    """A byte range ``[start, end)`` being fetched; ``pos`` is how far it is written.
+
+    ``end`` may shrink while the segment runs: an idle connection took its tail.
+    """
+
+    __slots__ = ("end", "pos", "start")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = start
+        self.pos = start
+        self.end = end
+
+    def __repr__(self) -> str:
+        return f"Segment({self.start}, pos={self.pos}, end={self.end})"
+
+    @property
+    def remaining(self) -> int:
+        return self.end - self.pos
+
+
+class SegmentPlan:
+    """Which bytes of a download are done, running, or still to fetch (aria2-style).
+
+    ``take()`` hands out the next missing range; when none is left, it splits the running
+    segment with the most bytes to go in half (never below ``min_split`` each), so a fast
+    connection is never idle while a slow one holds the tail.
+    """
+
+    def __init__(
+        self, size: int, done: list[tuple[int, int]], min_split: int, first: int | None = None
+    ) -> None:
+        self.size = size
+        self.min_split = max(1, min_split)
+        self._done: list[tuple[int, int]] = merge(done)
+        self._pending = gaps(self._done, size)
+        self.active: list[Segment] = []
+        if first is not None:
+            # The probe's range, already being fetched by the first connection.
+            self._pending = gaps(merge([*self._done, (0, first)]), size)
+
+    def take(self) -> Segment | None:
+        """The next segment to fetch, or None when everything is done or running small."""
+        if self._pending:
+            start, end = self._pending.pop(0)
+            seg = Segment(start, end)
+            self.active.append(seg)
+            return seg
+        victim = max(self.active, key=lambda s: s.remaining, default=None)
+        if victim is None or victim.remaining < 2 * self.min_split:
+            return None
+        middle = victim.pos + victim.remaining // 2
+        seg = Segment(middle, victim.end)
+        victim.end = middle  # its connection stops there
+        self.active.append(seg)
+        return seg
+
+    def adopt(self, seg: Segment) -> None:
+        """Track a segment created outside ``take`` (the probe's)."""
+        self.active.append(seg)
+
+    def finish(self, seg: Segment) -> None:
+        """A segment is written up to its end."""
+        self.active.remove(seg)
+        self._done = merge([*self._done, (seg.start, seg.end)])
+
+    def done_ranges(self) -> list[tuple[int, int]]:
+        """Every byte range written so far (finished segments and running ones' heads)."""
+        return merge([*self._done, *((s.start, s.pos) for s in self.active if s.pos > s.start)])
+
+    @property
+    def complete(self) -> bool:
+        return (
+            not self._pending
+            and not self.active
+            and self._done == ([(0, self.size)] if self.size else [])
+        )
+
+    def splittable(self) -> bool:
+        """Whether another connection would find work now."""
+        return bool(self._pending) or any(s.remaining >= 2 * self.min_split for s in self.active)
+
+
+def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping, non-empty ranges covering the same bytes."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(r for r in ranges if r[1] > r[0]):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def gaps(done: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """The ranges of ``[0, size)`` not in ``done`` (which is merged)."""
+    out = []
+    pos = 0
+    for start, end in done:
+        if start > pos:
+            out.append((pos, min(start, size)))
+        pos = max(pos, end)
+    if pos < size:
+        out.append((pos, size))
+    return out

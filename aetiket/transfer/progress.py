@@ -1,8 +1,9 @@
 """The one progress event type of every transfer, and the tracker that emits it.
 
-A transfer is made of parts (tus partial uploads, Range segments). The tracker keeps, per
-part, the highest position ever sent or received: bytes sent again after a failure are not
-counted twice, so ``done`` only grows and ends exactly at ``total``. Callbacks may be plain
+A transfer is made of parts (tus partial uploads, Range segments). For uploads the
+tracker keeps, per part, the highest position ever sent: bytes sent again after a failure
+are not counted twice, so ``done`` only grows and ends exactly at ``total``. Downloads
+count bytes as they are written, and a byte is written once. Callbacks may be plain
 or async functions; they run on the transfer's event loop, throttled to ``min_interval``
 (the last event, with ``finished`` true, is always delivered).
 """
@@ -97,6 +98,14 @@ class ProgressTracker:
         if now - self._last_emit >= self._min_interval:
             self._last_emit = now
             await self._emit(part, finished=False)
+
+    async def add(self, n: int) -> None:
+        """``n`` new bytes (downloads: each byte is written once, so this is monotonic)."""
+        self._done += n
+        now = time.monotonic()
+        if now - self._last_emit >= self._min_interval:
+            self._last_emit = now
+            await self._emit(None, finished=False)
 
     async def finish(self) -> None:
         """The last event (always delivered)."""

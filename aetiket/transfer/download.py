@@ -1,0 +1,564 @@
+"""The parallel Range download engine (DESIGN.md "Transfer engine"; TRANSFER_PITFALLS.md 3b).
+
+The first request is a ranged GET of the file's head: its answer gives the size, the ETag
+and whether Range works. Then connections fetch segments and write them at their offsets
+into a preallocated ``<dest>.part`` file; a connection that runs out of work takes half of
+the largest segment still running (``plan.SegmentPlan``), so a slow connection never
+holds the tail back. Without ``parallel`` the engine adapts: it keeps doubling its
+connections while that raises the rate and a connection is slower than a fast local link.
+
+Every answer is checked before a byte is written: the status, a Content-Range equal to
+what was asked, and the number of bytes. A control record beside the ``.part`` file (the
+URL, size, ETag and the ranges written) lets a killed or cancelled download fetch only
+what is missing; ``If-Range`` with the ETag tells when the remote changed meanwhile
+(``RemoteChanged``, or start over with ``on_change="restart"``). At the end: the size,
+the SHA-256 when the server gave one, then an atomic rename onto the destination.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+import aiohttp
+import anyio
+import anyio.to_thread
+import msgspec
+
+from .._config import DEFAULT_TRANSFER, TransferConfig
+from .._http import HttpCore
+from ..errors import (
+    ApiError,
+    ChecksumMismatch,
+    DownloadError,
+    ProtocolError,
+    RangeNotSatisfiable,
+    RemoteChanged,
+    ServerError,
+    TooManyRequests,
+    TransportError,
+)
+from .fileio import Sink, Writer
+from .plan import Segment, SegmentPlan, merge
+from .progress import ProgressCallback, ProgressTracker
+from .throttle import Throttle
+
+if sys.version_info < (3, 11):  # anyio brings the backport there
+    from exceptiongroup import BaseExceptionGroup
+
+__all__ = ("DownloadResult", "download")
+
+#: The first request asks for this much; small files are done in one request.
+PROBE = 4 * 1024 * 1024
+#: Adaptive mode: a connection faster than this is not helped by company (bytes/s).
+FAST_CONNECTION = 300e6
+#: Adaptive mode: at most this many connections to one server (aria2's polite cap).
+MAX_CONNECTIONS = 16
+#: Write the control record at most this often (seconds).
+RECORD_EVERY = 1.0
+#: The end of a stream of unknown length (a server without Range and Content-Length).
+UNKNOWN_END = 2**63
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)", re.ASCII)
+_SHA256 = re.compile(r'"?([0-9a-f]{64})"?')
+
+
+@dataclasses.dataclass(frozen=True)
+class DownloadResult:
+    """What a download did."""
+
+    dest: Path
+    size: int
+    seconds: float
+    connections: int
+    resumed: bool
+    verified: bool
+    sha256: str | None
+
+    @property
+    def rate(self) -> float:
+        """Average bytes per second."""
+        return self.size / self.seconds if self.seconds > 0 else math.inf
+
+
+class ControlRecord(msgspec.Struct, kw_only=True):
+    """What a resumed download needs to trust the ``.part`` file beside it."""
+
+    url: str
+    size: int
+    etag: str | None
+    done: list[tuple[int, int]]
+    created: float = msgspec.field(default_factory=time.time)
+
+
+@dataclasses.dataclass
+class _Remote:
+    size: int | None
+    etag: str | None
+    ranges: bool
+
+
+class _Stalled(Exception):
+    pass
+
+
+class _Download:
+    def __init__(
+        self,
+        http: HttpCore,
+        url: str,
+        dest: Path,
+        *,
+        config: TransferConfig,
+        parallel: int | None,
+        segment_size: int,
+        progress: ProgressCallback | None,
+        expected_size: int | None,
+        expected_sha256: str | None,
+        on_change: Literal["raise", "restart"],
+        name: str,
+    ) -> None:
+        self.http = http
+        self.url = url
+        self.dest = dest
+        self.sink = Sink(dest)
+        self.control = dest.with_name(dest.name + ".part.json")
+        self.config = config
+        self.parallel = parallel
+        self.segment_size = segment_size
+        self.progress = progress
+        self.expected_size = expected_size
+        self.expected_sha256 = expected_sha256
+        self.on_change = on_change
+        self.name = name
+        self.throttle = Throttle(config.bandwidth) if config.bandwidth else None
+        self.remote = _Remote(size=None, etag=None, ranges=False)
+        self.plan: SegmentPlan | None = None
+        self.tracker: ProgressTracker | None = None
+        self.workers = 0
+        self.peak = 0
+        self.resumed = False
+        self._last_record = 0.0
+        self._high = 0  # without Range: how far the one stream has ever written
+
+    # -- control record
+
+    def _load_record(self) -> ControlRecord | None:
+        try:
+            record = msgspec.json.decode(self.control.read_bytes(), type=ControlRecord)
+        except (FileNotFoundError, msgspec.DecodeError):
+            return None
+        if record.url != self.url or not self.sink.part.exists():
+            return None
+        if self.expected_size is not None and record.size != self.expected_size:
+            return None
+        return record
+
+    def _write_record(self, record: ControlRecord) -> None:
+        tmp = self.control.with_name(self.control.name + ".tmp")
+        tmp.write_bytes(msgspec.json.encode(record))
+        tmp.replace(self.control)
+
+    async def _save(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.plan is None or self.remote.size is None or not self.remote.ranges:
+            return
+        if not force and now - self._last_record < RECORD_EVERY:
+            return
+        self._last_record = now
+        record = ControlRecord(
+            url=self.url, size=self.remote.size, etag=self.remote.etag, done=self.plan.done_ranges()
+        )
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._write_record, record)
+
+    # -- the run
+
+    async def run(self) -> DownloadResult:
+        started = time.monotonic()
+        record = await anyio.to_thread.run_sync(self._load_record)
+        if record is not None:
+            self.remote = _Remote(size=record.size, etag=record.etag, ranges=True)
+            self.resumed = True
+            await self.sink.prepare(record.size, keep=True)
+            self.plan = SegmentPlan(record.size, record.done, self.segment_size)
+            self.tracker = ProgressTracker(
+                self.name,
+                record.size,
+                [record.size],
+                self.progress,
+                skip=sum(e - s for s, e in merge(record.done)),
+            )
+            try:
+                await self._fetch_all(first=None)
+            except RemoteChanged:
+                if self.on_change != "restart":
+                    raise
+                self.resumed = False
+                await self._start_over()
+        else:
+            await self._start_over()
+        size = self.remote.size
+        assert size is not None
+        await self._save(force=True)
+        verified, digest = await self._verify(size)
+        await self.sink.publish()
+        await anyio.to_thread.run_sync(lambda: self.control.unlink(missing_ok=True))
+        if self.tracker is not None:
+            await self.tracker.finish()
+        return DownloadResult(
+            dest=self.dest,
+            size=size,
+            seconds=time.monotonic() - started,
+            connections=self.peak,
+            resumed=self.resumed,
+            verified=verified,
+            sha256=digest,
+        )
+
+    async def _start_over(self) -> None:
+        """A fresh download: probe with the first ranged GET, then fan out."""
+        self.remote = _Remote(size=None, etag=None, ranges=False)
+        await self.sink.prepare(None, keep=False)  # empty: the probe's connection writes
+        first = Segment(0, PROBE)
+        await self._fetch_all(first=first)
+
+    async def _fetch_all(self, first: Segment | None) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                if first is not None:
+                    tg.start_soon(self._worker, first)
+                else:
+                    tg.start_soon(self._grow_or_fix, True)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self._save(force=True)
+            raise _one_error(exc, self.name) from None
+        if self.plan is not None and not self.plan.complete:
+            raise DownloadError(
+                f"{self.name}: the transfer ended with bytes missing "
+                f"({self.plan.done_ranges()} of {self.remote.size})"
+            )
+
+    async def _on_probe(
+        self, seg: Segment, size: int | None, etag: str | None, ranges: bool
+    ) -> None:
+        """The first answer is in: plan the rest and start the other connections."""
+        self.remote = _Remote(size=size, etag=etag, ranges=ranges)
+        if self.expected_size is not None and size is not None and size != self.expected_size:
+            raise RemoteChanged(
+                f"{self.name}: the server sends {size} bytes, the record says {self.expected_size}"
+            )
+        await self.sink.prepare(size, keep=True)  # reserve the whole size now
+        total = size
+        self.tracker = ProgressTracker(self.name, total, [total], self.progress)
+        if not ranges or size is None:
+            seg.end = size if size is not None else UNKNOWN_END
+            return
+        seg.end = min(seg.end, size)
+        self.plan = SegmentPlan(size, [], self.segment_size, first=seg.end)
+        self.plan.adopt(seg)
+        self._tg.start_soon(self._grow_or_fix, False)
+
+    async def _grow_or_fix(self, first: bool) -> None:
+        """Start the connections: ``parallel`` of them, or adaptively (``first``: none runs
+        yet, as on a resume)."""
+        assert self.plan is not None
+        if self.parallel is not None:
+            for _ in range(self.parallel - self.workers):
+                self._spawn()
+            return
+        if first:
+            self._spawn()
+        best = 0.0
+        while self.workers and self.plan.splittable():
+            before = self.tracker.done if self.tracker else 0
+            window = 0.3
+            await anyio.sleep(window)
+            rate = ((self.tracker.done if self.tracker else 0) - before) / window
+            per_connection = rate / max(1, self.workers)
+            if self.workers >= MAX_CONNECTIONS or per_connection >= FAST_CONNECTION:
+                continue
+            if best and rate < best * 1.15:
+                continue  # more connections stopped paying off: hold
+            best = max(best, rate)
+            for _ in range(min(self.workers, MAX_CONNECTIONS - self.workers)):
+                self._spawn()
+
+    def _spawn(self) -> None:
+        assert self.plan is not None
+        seg = self.plan.take()
+        if seg is not None:
+            self._tg.start_soon(self._worker, seg)
+
+    async def _worker(self, seg: Segment | None) -> None:
+        self.workers += 1
+        self.peak = max(self.peak, self.workers)
+        try:
+            async with self.sink.writer() as writer:
+                while seg is not None:
+                    await self._segment(seg, writer)
+                    if self.plan is None:
+                        return  # no Range support: the one stream was everything
+                    self.plan.finish(seg)
+                    await self._save()
+                    seg = self.plan.take()
+        finally:
+            self.workers -= 1
+
+    async def _segment(self, seg: Segment, writer: Writer) -> None:
+        failures = 0
+        while seg.pos < seg.end:
+            before = seg.pos
+            try:
+                await self._fetch(seg, writer)
+            except (TransportError, ServerError, TooManyRequests, ProtocolError, _Stalled) as exc:
+                if seg.pos > before:
+                    failures = 0
+                failures += 1
+                if failures > self.config.max_retries:
+                    raise DownloadError(
+                        f"{self.name}: bytes {seg.pos}-{seg.end} failed {failures} times in "
+                        f"a row; last: {exc}. Run the download again to resume.",
+                        segments={seg.pos: exc},
+                    ) from exc
+                await anyio.sleep(_backoff(failures, exc))
+
+    async def _fetch(self, seg: Segment, writer: Writer) -> None:
+        """One GET of ``seg`` from its position; writes what arrives, checked."""
+        probing = self.remote.size is None
+        last = seg.end - 1 if seg.end != UNKNOWN_END else None
+        headers = {
+            "Accept-Encoding": "identity",
+            "Range": f"bytes={seg.pos}-{'' if last is None else last}",
+        }
+        if self.remote.etag and not probing:
+            headers["If-Range"] = self.remote.etag
+        stall = self.config.stall_timeout
+        with anyio.CancelScope() as scope:
+            scope.deadline = anyio.current_time() + stall
+            try:
+                async with self.http.send(
+                    "GET", self.url, headers=headers, ok=frozenset({200, 206}), total_timeout=False
+                ) as resp:
+                    scope.deadline = anyio.current_time() + stall
+                    if probing:
+                        await self._probe_answer(seg, resp)
+                    else:
+                        self._check(seg, resp)
+                    await self._read_into(seg, resp, writer, scope, stall)
+            except RangeNotSatisfiable:
+                if probing and seg.pos == 0:
+                    await self._on_probe(seg, 0, None, ranges=True)  # an empty file
+                    seg.end = 0
+                    return
+                raise
+            return
+        raise _Stalled(f"{self.name}: no byte for {stall:.0f} s at offset {seg.pos}")
+
+    async def _probe_answer(self, seg: Segment, resp: aiohttp.ClientResponse) -> None:
+        etag = resp.headers.get("ETag")
+        if etag is not None and etag.startswith("W/"):
+            etag = None  # a weak validator cannot pin a byte range
+        if resp.status == 206:
+            start, end, total = _content_range(resp.headers.get("Content-Range"))
+            if start != seg.pos or total is None:
+                raise ProtocolError(
+                    f"GET {self.url}: asked for bytes {seg.pos}-, got "
+                    f"Content-Range {resp.headers.get('Content-Range')!r}"
+                )
+            seg.end = min(seg.end, end + 1)
+            await self._on_probe(seg, total, etag, ranges=True)
+        else:
+            # 200: Range is not supported; this one answer is the whole file.
+            await self._on_probe(seg, resp.content_length, etag, ranges=False)
+
+    def _check(self, seg: Segment, resp: aiohttp.ClientResponse) -> None:
+        if resp.status == 200 and not self.remote.ranges:
+            seg.pos = 0  # no Range support: the stream starts over (bytes already counted)
+            return
+        if resp.status == 200:
+            if self.remote.etag:
+                raise RemoteChanged(
+                    f"{self.name}: the remote changed (If-Range {self.remote.etag} no longer "
+                    "matches); download it again, or use on_change='restart'"
+                )
+            raise ProtocolError(
+                f"GET {self.url}: asked for bytes {seg.pos}-{seg.end - 1}, "
+                "the server sent the whole file (200)"
+            )
+        start, end, total = _content_range(resp.headers.get("Content-Range"))
+        if start != seg.pos or end + 1 < seg.end or total != self.remote.size:
+            raise ProtocolError(
+                f"GET {self.url}: asked for bytes {seg.pos}-{seg.end - 1} of "
+                f"{self.remote.size}, got Content-Range "
+                f"{resp.headers.get('Content-Range')!r}: nothing written"
+            )
+
+    async def _read_into(
+        self,
+        seg: Segment,
+        resp: aiohttp.ClientResponse,
+        writer: Writer,
+        scope: anyio.CancelScope,
+        stall: float,
+    ) -> None:
+        block = self.config.block_size
+        pending: list[bytes] = []
+        size = 0
+        tracker = self.tracker
+        assert tracker is not None
+
+        async def flush() -> None:
+            nonlocal pending, size
+            if self.throttle is not None:
+                await self.throttle.take(size)
+            written = await writer.write(seg.pos, pending)
+            seg.pos += written
+            pending, size = [], 0
+            if self.remote.ranges:
+                await tracker.add(written)  # with Range every byte is written once
+            elif seg.pos > self._high:  # one stream that may have started over
+                await tracker.add(seg.pos - self._high)
+                self._high = seg.pos
+            await self._save()
+
+        while seg.pos + size < seg.end:
+            try:
+                chunk = await resp.content.readany()
+            except (aiohttp.ClientError, OSError) as exc:
+                if size:
+                    await flush()  # what arrived intact before the break is kept
+                raise TransportError(
+                    f"GET {self.url}: the body broke off at byte "
+                    f"{seg.pos}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if not chunk:
+                break
+            scope.deadline = anyio.current_time() + stall
+            room = seg.end - (seg.pos + size)
+            if len(chunk) > room:
+                chunk = chunk[:room]  # the tail went to another connection
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= block:
+                await flush()
+        if size:
+            await flush()
+        if seg.end == UNKNOWN_END:
+            seg.end = seg.pos  # the one stream of a server without Range: it is all there
+            self.remote.size = seg.pos
+        elif seg.pos < seg.end:
+            raise TransportError(
+                f"GET {self.url}: the answer ended at byte {seg.pos}, {seg.end - seg.pos} short"
+            )
+        if not resp.content.at_eof():
+            resp.close()  # the rest of this answer is another connection's: drop it
+
+    async def _verify(self, size: int) -> tuple[bool, str | None]:
+        part_size = (await anyio.to_thread.run_sync(self.sink.part.stat)).st_size
+        if part_size != size:
+            if part_size > size:
+                await self.sink.truncate(size)  # preallocation rounded up
+            else:
+                raise DownloadError(f"{self.name}: {part_size} bytes on disk, {size} expected")
+        if not self.config.verify:
+            return False, None
+        expected = self.expected_sha256
+        if expected is None and self.remote.etag:
+            match = _SHA256.fullmatch(self.remote.etag)
+            expected = match.group(1) if match else None
+        if expected is None:
+            return True, None  # size checked; no content hash to compare with
+        digest = await self.sink.sha256(size)
+        if digest != expected:
+            await self.sink.discard()
+            await anyio.to_thread.run_sync(lambda: self.control.unlink(missing_ok=True))
+            raise ChecksumMismatch(
+                f"{self.name}: the bytes hash to {digest}, the server "
+                f"says {expected}; the partial file was removed"
+            )
+        return True, digest
+
+
+def _content_range(value: str | None) -> tuple[int, int, int | None]:
+    match = _CONTENT_RANGE.fullmatch((value or "").strip())
+    if not match:
+        raise ProtocolError(f"a 206 answer needs a Content-Range, got {value!r}")
+    first, last, total = match.groups()
+    return int(first), int(last), None if total == "*" else int(total)
+
+
+def _backoff(failures: int, error: BaseException) -> float:
+    if isinstance(error, ApiError):
+        value = error.headers.get("Retry-After", "")
+        if value.isdigit():
+            return min(float(value), 60.0)
+    return random.uniform(0, min(10.0, 0.2 * 2**failures))
+
+
+def _one_error(exc: BaseException, name: str) -> BaseException:
+    if isinstance(exc, BaseExceptionGroup):
+        leaves: list[BaseException] = []
+
+        def walk(e: BaseException) -> None:
+            if isinstance(e, BaseExceptionGroup):
+                for sub in e.exceptions:
+                    walk(sub)
+            else:
+                leaves.append(e)
+
+        walk(exc)
+        for leaf in leaves:
+            if not isinstance(leaf, Exception):
+                return leaf
+        if len(leaves) == 1:
+            return leaves[0]
+        return DownloadError(
+            f"{name}: {len(leaves)} connections failed; first: {leaves[0]}",
+            segments=dict(enumerate(leaves)),
+        )
+    return exc
+
+
+async def download(
+    http: HttpCore,
+    url: str,
+    dest: str | Path,
+    *,
+    parallel: int | None = None,
+    segment_size: int | None = None,
+    config: TransferConfig = DEFAULT_TRANSFER,
+    progress: ProgressCallback | None = None,
+    expected_size: int | None = None,
+    expected_sha256: str | None = None,
+    on_change: Literal["raise", "restart"] = "raise",
+) -> DownloadResult:
+    """Download ``url`` (a path on the client's server, or any absolute URL) to ``dest``.
+
+    ``parallel`` fixes the number of connections; None adapts it (up to 16).
+    ``segment_size`` is the smallest piece a connection takes over from another.
+    """
+    if parallel is not None and parallel < 1:
+        raise ValueError("parallel must be at least 1")
+    target = Path(dest)
+    job = _Download(
+        http,
+        str(http.url(url)),
+        target,
+        config=config,
+        parallel=parallel,
+        segment_size=segment_size or config.min_part // 4,
+        progress=progress,
+        expected_size=expected_size,
+        expected_sha256=expected_sha256,
+        on_change=on_change,
+        name=target.name,
+    )
+    return await job.run()
