@@ -33,5 +33,5 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks (benchmarks/): prints figures and ratios against peer tools."""
-    session.install("-e", ".")
+    session.install("-e", ".", "pydantic>=2")
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import enum
+import io
 import logging
 import random
 import ssl as ssl_module
@@ -56,6 +57,7 @@ log = logging.getLogger("aetiket")
 T = TypeVar("T")
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_REDIRECTS = 5
+_INLINE_BODY = 512 * 1024
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 _encoder = msgspec.json.Encoder()
 
@@ -162,7 +164,12 @@ class HttpCore:
         self.proxy = proxy
         self._ssl = ssl
         self._trust_env = trust_env
-        self._headers = {"User-Agent": f"aetiket/{__version__}", **(headers or {})}
+        # identity: answers are read as sent (a ranged body must never be decompressed).
+        self._headers = {
+            "User-Agent": f"aetiket/{__version__}",
+            "Accept-Encoding": "identity",
+            **(headers or {}),
+        }
         self._tokens = _Tokens(token, refresh_token)
         self._refresh_lock = anyio.Lock()
         self._session = session
@@ -195,8 +202,14 @@ class HttpCore:
             trust_env=self._trust_env,
             # Transfers see the bytes as they are; a ranged answer is never decompressed.
             auto_decompress=False,
-            headers=self._headers,
+            # A deep read buffer keeps the socket filling while a download block goes to
+            # disk (aiohttp pauses reading past twice this).
+            read_bufsize=1024 * 1024,
         )
+        # aiohttp silently re-sends GET/PUT/DELETE once after a reset of a kept-alive
+        # connection; every replay must be ours, counted and flagged (ApiError.replayed).
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
 
     async def aclose(self) -> None:
         if self._session is not None and self._owns_session:
@@ -331,7 +344,7 @@ class HttpCore:
         while True:
             attempt += 1
             generation = self._tokens.generation
-            send_headers = dict(headers or {})
+            send_headers = {**self._headers, **(headers or {})}
             if auth and self._tokens.access and self.same_origin(url):
                 send_headers["Authorization"] = f"Bearer {self._tokens.access}"
             wait: float | None = None
@@ -398,6 +411,10 @@ class HttpCore:
     ) -> aiohttp.ClientResponse:
         """One request; redirects followed only within the origin (with the token)."""
         timeout = self._timeout(total=total_timeout)
+        if isinstance(data, bytes) and len(data) > _INLINE_BODY:
+            # aiohttp warns that big bytes bodies block the loop; a fresh BytesIO per
+            # attempt is streamed instead (and stays replayable).
+            data = io.BytesIO(data)
         for _ in range(_MAX_REDIRECTS + 1):
             try:
                 resp = await self.session.request(
@@ -434,7 +451,10 @@ class HttpCore:
         raise TransportError(f"{method} {url}: more than {_MAX_REDIRECTS} redirects")
 
     async def _error(self, resp: aiohttp.ClientResponse, method: str, url: URL) -> ApiError:
-        raw = await resp.content.read(_MAX_ERROR_BODY)
+        try:
+            raw = await self.read_body(resp, limit=_MAX_ERROR_BODY)
+        except (ValueError, TransportError):
+            raw = b""  # an error answer too big or broken: the status still tells
         detail: Any = None
         try:
             body = msgspec.json.decode(raw)
@@ -457,25 +477,22 @@ class HttpCore:
 
     async def read_body(self, resp: aiohttp.ClientResponse, *, limit: int | None = None) -> bytes:
         """The whole body of an open response; a broken or oversized body is an error."""
+        where = f"{resp.method} {resp.url.with_query(None)}"
+        chunks: list[bytes] = []
+        size = 0
         try:
-            if limit is None:
-                return await resp.read()
-            data = await resp.content.read(limit + 1)
+            while chunk := await resp.content.readany():
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise ValueError(f"{where}: the answer is larger than {limit} bytes")
+                chunks.append(chunk)
         except asyncio.TimeoutError as exc:
-            raise TransportTimeout(
-                f"{resp.method} {resp.url.with_query(None)}: timed out reading the answer"
-            ) from exc
+            raise TransportTimeout(f"{where}: timed out reading the answer") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError(
-                f"{resp.method} {resp.url.with_query(None)}: the answer broke "
-                f"off ({type(exc).__name__}: {exc})"
+                f"{where}: the answer broke off ({type(exc).__name__}: {exc})"
             ) from exc
-        if len(data) > limit:
-            raise ValueError(
-                f"{resp.method} {resp.url.with_query(None)}: the answer is "
-                f"larger than {limit} bytes"
-            )
-        return data
+        return b"".join(chunks)
 
     async def call(
         self,

@@ -88,6 +88,11 @@ class Client:
             if isinstance(ssl, ssl_module.SSLContext) or ssl is False:
                 raise ValueError("give ca_file or ssl, not both")
             ssl = ssl_module.create_default_context(cafile=ca_file)
+        if (session is not None or connector is not None) and ssl is not True:
+            raise ValueError(
+                "ssl/ca_file configure the client's own connector: with "
+                "session= or connector=, set TLS on that connector"
+            )
         self._http = HttpCore(
             base_url,
             token=token,

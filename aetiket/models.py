@@ -579,14 +579,15 @@ def validation_details(
     return [{"loc": loc, "msg": msg, "type": kind}]
 
 
-def check(value: msgspec.Struct) -> None:
+def check(value: msgspec.Struct, root: str = "body") -> None:
     """Validate a struct built in Python as the server would (msgspec checks constraints
-    only when decoding); raises ``ValidationFailed`` naming the offending field."""
+    only when decoding); raises ``ValidationFailed`` naming the offending field (under
+    ``root``: ``body`` or ``query``)."""
     raw = msgspec.json.encode(value)
     try:
         msgspec.json.decode(raw, type=type(value))
     except msgspec.ValidationError as exc:
-        error = ValidationFailed(validation_details(exc, "body", raw))
+        error = ValidationFailed(validation_details(exc, root, raw))
         error.args = (f"Invalid {type(value).__name__}, not sent: {error.detail_text}",)
         raise error from None
 

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import msgspec
 
 from .._http import HttpCore, Idempotency
-from ..errors import Conflict
+from ..errors import Conflict, NotFound
 from ..models import check
 
 __all__ = ("Namespace", "fields_or", "seg")
@@ -59,6 +59,20 @@ class Namespace:
                 return existing
             raise
         return result
+
+    async def _remove(
+        self, path: str, expect: Any, refetch: Callable[[], Awaitable[T]] | None = None
+    ) -> Any:
+        """DELETE; a 404 met by a replay (the first try did it) is the success it reports.
+
+        ``refetch`` gives the answer a successful first try would have given.
+        """
+        try:
+            return await self._http.call("DELETE", path, expect=expect)
+        except NotFound as exc:
+            if not exc.replayed:
+                raise
+            return None if refetch is None else await refetch()
 
 
 def fields_or(struct: type[S], changes: S | None, fields: dict[str, Any]) -> S:

@@ -42,7 +42,7 @@ class Collections(Namespace):
 
         async def fetch(offset: int, limit: int) -> list[CollectionOut]:
             query = CollectionQuery(scope=scope, name=name, offset=offset, limit=limit)
-            check(query)
+            check(query, "query")
             out: list[CollectionOut] = await self._http.call(
                 "GET", "/api/v1/collections/", params=query, expect=list[CollectionOut]
             )
@@ -69,7 +69,9 @@ class Collections(Namespace):
 
     async def remove_dataset(self, scope: str, name: str, dataset_uid: str) -> CollectionOut:
         """Take a dataset out of the collection."""
-        out: CollectionOut = await self._http.call(
-            "DELETE", f"{self._path(scope, name)}/datasets/{seg(dataset_uid)}", expect=CollectionOut
+        out: CollectionOut = await self._remove(
+            f"{self._path(scope, name)}/datasets/{seg(dataset_uid)}",
+            CollectionOut,
+            refetch=lambda: self.get(scope, name),
         )
         return out

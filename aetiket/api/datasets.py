@@ -84,7 +84,7 @@ class Datasets(Namespace):
             preview=preview,
             ranking=ranking,
         )
-        check(base)
+        check(base, "query")
 
         async def fetch(offset: int, limit: int) -> list[DatasetOut]:
             query = msgspec.structs.replace(base, offset=offset, limit=limit)
@@ -107,4 +107,4 @@ class Datasets(Namespace):
 
     async def delete(self, scope: str, uid: str) -> None:
         """Delete a dataset with its files and their content."""
-        await self._http.call("DELETE", f"/api/v1/datasets/{seg(scope)}/{seg(uid)}")
+        await self._remove(f"/api/v1/datasets/{seg(scope)}/{seg(uid)}", None)

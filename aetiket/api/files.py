@@ -49,7 +49,7 @@ class Files(Namespace):
 
     async def delete(self, scope: str, uid: str) -> None:
         """Delete a file record and its content."""
-        await self._http.call("DELETE", self._path(scope, uid))
+        await self._remove(self._path(scope, uid), None)
 
     async def read(
         self,

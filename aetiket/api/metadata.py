@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from .._http import Idempotency
 from ..models import DatasetMeta, DatasetMetaKeys, DatasetOut, MetaValue, check
 from ._base import Namespace, seg
 
@@ -20,8 +21,14 @@ class Metadata(Namespace):
         """Merge ``meta`` into the dataset's metadata (a given key's value replaces)."""
         body = DatasetMeta(meta=dict(meta))
         check(body)
+        # A POST: not replayed after a failure whose outcome is unknown (only when the
+        # connection could not even be made).
         out: DatasetOut = await self._http.call(
-            "POST", self._path(scope, uid), json=body, expect=DatasetOut
+            "POST",
+            self._path(scope, uid),
+            json=body,
+            expect=DatasetOut,
+            idempotency=Idempotency.UNSAFE,
         )
         return out
 

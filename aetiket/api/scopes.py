@@ -37,7 +37,7 @@ class Scopes(Namespace):
 
         async def fetch(offset: int, limit: int) -> list[ScopeOut]:
             query = ScopeQuery(name=name, offset=offset, limit=limit)
-            check(query)
+            check(query, "query")
             out: list[ScopeOut] = await self._http.call(
                 "GET", "/api/v1/scopes/", params=query, expect=list[ScopeOut]
             )
@@ -64,7 +64,9 @@ class Scopes(Namespace):
 
     async def remove_member(self, scope: str, username: str) -> ScopeOut:
         """Take ``username`` out of ``scope``."""
-        out: ScopeOut = await self._http.call(
-            "DELETE", f"/api/v1/scopes/{seg(scope)}/members/{seg(username)}", expect=ScopeOut
+        out: ScopeOut = await self._remove(
+            f"/api/v1/scopes/{seg(scope)}/members/{seg(username)}",
+            ScopeOut,
+            refetch=lambda: self.get(scope),
         )
         return out

@@ -70,13 +70,19 @@ class Uploads(Namespace):
         checksum: str | None = None,
     ) -> int:
         """PATCH bytes at ``offset``; returns the new offset. ``size`` is required when
-        ``data`` is a stream; ``length`` declares a deferred length."""
+        ``data`` is a stream; ``length`` declares a deferred length; ``checksum`` names an
+        algorithm (sha256, sha1, md5) for an Upload-Checksum of ``data`` (bytes only)."""
+        header = None
+        if checksum is not None:
+            if not isinstance(data, bytes):
+                raise ValueError("a checksum needs the data as bytes")
+            header = tus.checksum_header(checksum, data)
         if size is None:
             if not isinstance(data, bytes):
                 raise ValueError("size is required when data is a stream")
             size = len(data)
         return await tus.patch(
-            self._http, url, offset, data, size=size, length=length, checksum=checksum
+            self._http, url, offset, data, size=size, length=length, checksum=header
         )
 
     async def terminate(self, url: str) -> None:
