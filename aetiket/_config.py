@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -67,6 +68,12 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before try ``attempt + 1`` (full jitter, or Retry-After)."""
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_max)
+        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
 
 
 MiB = 1024 * 1024

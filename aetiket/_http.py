@@ -23,7 +23,6 @@ import email.utils
 import enum
 import io
 import logging
-import random
 import ssl as ssl_module
 import time
 import urllib.parse
@@ -50,7 +49,7 @@ from .errors import (
 )
 from .models import Token
 
-__all__ = ("HttpCore", "Idempotency", "encode_params")
+__all__ = ("HttpCore", "Idempotency", "encode_params", "retry_after", "retry_after_of")
 
 log = logging.getLogger("aetiket")
 
@@ -104,7 +103,7 @@ def encode_params(query: msgspec.Struct | Mapping[str, Any] | None) -> list[tupl
     return out
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP-date)."""
     if not value:
         return None
@@ -118,6 +117,13 @@ def _retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def retry_after_of(error: BaseException) -> float | None:
+    """The Retry-After an ``ApiError`` came with, in seconds (None without one)."""
+    if isinstance(error, ApiError):
+        return retry_after(error.headers.get("Retry-After"))
+    return None
 
 
 class _Tokens:
@@ -309,12 +315,6 @@ class HttpCore:
             total=t.total if total else None, connect=t.connect, sock_read=t.read
         )
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.retry.retry_after_max)
-        cap = min(self.retry.backoff_max, self.retry.backoff_base * 2**attempt)
-        return random.uniform(0, cap)  # full jitter
-
     @asynccontextmanager
     async def send(
         self,
@@ -362,7 +362,7 @@ class HttpCore:
                 may_retry = replayable and (certain_unsent or idempotency is not Idempotency.UNSAFE)
                 if not may_retry or not self._budget_left(attempt, started):
                     raise
-                wait = self._backoff(attempt, None)
+                wait = self.retry.delay(attempt)
                 replayed = replayed or not certain_unsent
                 log.debug("%s %s: %s; retry %d in %.2fs", method, url.path, exc, attempt, wait)
             else:
@@ -379,7 +379,7 @@ class HttpCore:
                     and idempotency is not Idempotency.UNSAFE
                     and self._budget_left(attempt, started)
                 ):
-                    wait = self._backoff(attempt, _retry_after(resp.headers.get("Retry-After")))
+                    wait = self.retry.delay(attempt, retry_after(resp.headers.get("Retry-After")))
                     replayed = True
                     resp.release()
                     log.debug(

@@ -30,8 +30,12 @@ JSON bodies of the contract (``{"detail": ...}``). Messages never carry a token.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
+
+if sys.version_info < (3, 11):  # anyio brings the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = (
     "AetiketError",
@@ -62,6 +66,7 @@ __all__ = (
     "UnsupportedMediaType",
     "UploadError",
     "ValidationFailed",
+    "collapse",
     "error_for_status",
 )
 
@@ -305,3 +310,32 @@ class OffsetMismatch(TransferError):
 
 class RemoteChanged(TransferError):
     """The remote object changed (another ETag or size) while it was being downloaded."""
+
+
+def collapse(
+    exc: BaseException,
+    make: Callable[[str, list[Exception]], TransferError],
+) -> BaseException:
+    """A task group's exception group as one error, at a transfer's boundary.
+
+    Cancellation and other BaseExceptions pass untouched; a single failure is itself;
+    several become ``make(message, failures)`` (an UploadError or DownloadError).
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(reversed(current.exceptions))
+        else:
+            leaves.append(current)
+    for leaf in leaves:
+        if not isinstance(leaf, Exception):
+            return leaf  # cancellation, KeyboardInterrupt: never wrapped
+    failures = [leaf for leaf in leaves if isinstance(leaf, Exception)]
+    if len(failures) == 1:
+        return failures[0]
+    first = next((e for e in failures if isinstance(e, TransferError)), failures[0])
+    return make(f"{len(failures)} failed; first: {first}", failures)

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -32,9 +30,8 @@ import anyio.to_thread
 import msgspec
 
 from .._config import DEFAULT_TRANSFER, TransferConfig
-from .._http import HttpCore
+from .._http import HttpCore, retry_after_of
 from ..errors import (
-    ApiError,
     ChecksumMismatch,
     DownloadError,
     ProtocolError,
@@ -43,14 +40,12 @@ from ..errors import (
     ServerError,
     TooManyRequests,
     TransportError,
+    collapse,
 )
 from .fileio import Sink, Writer
 from .plan import Segment, SegmentPlan, merge
 from .progress import ProgressCallback, ProgressTracker
 from .throttle import Throttle
-
-if sys.version_info < (3, 11):  # anyio brings the backport there
-    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ("DownloadResult", "download")
 
@@ -239,7 +234,12 @@ class _Download:
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await self._save(force=True)
-            raise _one_error(exc, self.name) from None
+            raise collapse(
+                exc,
+                lambda msg, errors: DownloadError(
+                    f"{self.name}: connections {msg}", segments=dict(enumerate(errors))
+                ),
+            ) from None
         if self.plan is not None and not self.plan.complete:
             raise DownloadError(
                 f"{self.name}: the transfer ended with bytes missing "
@@ -328,7 +328,7 @@ class _Download:
                         f"a row; last: {exc}. Run the download again to resume.",
                         segments={seg.pos: exc},
                     ) from exc
-                await anyio.sleep(_backoff(failures, exc))
+                await anyio.sleep(self.http.retry.delay(failures, retry_after_of(exc)))
 
     async def _fetch(self, seg: Segment, writer: Writer) -> None:
         """One GET of ``seg`` from its position; writes what arrives, checked."""
@@ -493,38 +493,6 @@ def _content_range(value: str | None) -> tuple[int, int, int | None]:
         raise ProtocolError(f"a 206 answer needs a Content-Range, got {value!r}")
     first, last, total = match.groups()
     return int(first), int(last), None if total == "*" else int(total)
-
-
-def _backoff(failures: int, error: BaseException) -> float:
-    if isinstance(error, ApiError):
-        value = error.headers.get("Retry-After", "")
-        if value.isdigit():
-            return min(float(value), 60.0)
-    return random.uniform(0, min(10.0, 0.2 * 2**failures))
-
-
-def _one_error(exc: BaseException, name: str) -> BaseException:
-    if isinstance(exc, BaseExceptionGroup):
-        leaves: list[BaseException] = []
-
-        def walk(e: BaseException) -> None:
-            if isinstance(e, BaseExceptionGroup):
-                for sub in e.exceptions:
-                    walk(sub)
-            else:
-                leaves.append(e)
-
-        walk(exc)
-        for leaf in leaves:
-            if not isinstance(leaf, Exception):
-                return leaf
-        if len(leaves) == 1:
-            return leaves[0]
-        return DownloadError(
-            f"{name}: {len(leaves)} connections failed; first: {leaves[0]}",
-            segments=dict(enumerate(leaves)),
-        )
-    return exc
 
 
 async def download(

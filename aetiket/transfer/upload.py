@@ -25,19 +25,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import random
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
 
-if sys.version_info < (3, 11):  # anyio brings the backport there
-    from exceptiongroup import BaseExceptionGroup
-
 from .._config import DEFAULT_TRANSFER, TransferConfig, default_home
-from .._http import HttpCore
+from .._http import HttpCore, retry_after_of
 from ..errors import (
     ApiError,
     ChecksumMismatch,
@@ -48,10 +43,10 @@ from ..errors import (
     ProtocolError,
     ServerError,
     TooManyRequests,
-    TransferError,
     TransportError,
     Unauthorized,
     UploadError,
+    collapse,
 )
 from ..models import FileOut, FileStatus
 from . import tus
@@ -252,7 +247,12 @@ class _Engine:
                 for index in range(len(record.parts)):
                     tg.start_soon(self._run_part, index, tracker)
         except BaseException as exc:
-            raise _one_error(exc, self.target) from None
+            raise collapse(
+                exc,
+                lambda msg, errors: UploadError(
+                    f"{self.target}: parts {msg}", parts=dict(enumerate(errors))
+                ),
+            ) from None
         if not await self.src.unchanged():
             raise UploadError(
                 f"{self.src.name} changed while it was being uploaded; "
@@ -390,7 +390,7 @@ class _Engine:
                         "to resume.",
                         parts={index: failure},
                     ) from failure
-                await anyio.sleep(_backoff(failures, failure))
+                await anyio.sleep(self.http.retry.delay(failures, retry_after_of(failure)))
 
     async def _create_part(self, index: int, reader: Reader) -> int:
         part = self.record.parts[index]
@@ -459,42 +459,6 @@ def _seg(value: str) -> str:
     from urllib.parse import quote
 
     return quote(value, safe="")
-
-
-def _backoff(failures: int, error: BaseException) -> float:
-    retry_after = None
-    if isinstance(error, ApiError):
-        value = error.headers.get("Retry-After", "")
-        if value.isdigit():
-            retry_after = float(value)
-    if retry_after is not None:
-        return min(retry_after, 60.0)
-    return random.uniform(0, min(10.0, 0.2 * 2**failures))
-
-
-def _one_error(exc: BaseException, target: str) -> BaseException:
-    """The task group's ExceptionGroup as one TransferError (cancellation untouched)."""
-    if isinstance(exc, BaseExceptionGroup):
-        leaves: list[BaseException] = []
-
-        def walk(e: BaseException) -> None:
-            if isinstance(e, BaseExceptionGroup):
-                for sub in e.exceptions:
-                    walk(sub)
-            else:
-                leaves.append(e)
-
-        walk(exc)
-        for leaf in leaves:
-            if not isinstance(leaf, Exception):
-                return leaf  # cancellation, KeyboardInterrupt: never wrapped
-        if len(leaves) == 1:
-            return leaves[0]
-        first = next((e for e in leaves if isinstance(e, TransferError)), leaves[0])
-        return UploadError(
-            f"{target}: {len(leaves)} parts failed; first: {first}", parts=dict(enumerate(leaves))
-        )
-    return exc
 
 
 async def upload(
