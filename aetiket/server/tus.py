@@ -685,7 +685,13 @@ class TusService:
 
         try:
             try:
-                while chunk := await request.content.readany():
+                while True:
+                    # One buffer at a time (readany would join them: a copy per read).
+                    chunk, boundary = await request.content.readchunk()
+                    if not chunk:
+                        if boundary:
+                            continue  # an HTTP chunk ended (chunked encoding), not the body
+                        break
                     pending.append(chunk)
                     pending_size += len(chunk)
                     if received + pending_size > room:

@@ -431,7 +431,9 @@ class _Download:
 
         while seg.pos + size < seg.end:
             try:
-                chunk = await resp.content.readany()
+                # readchunk hands over aiohttp's buffers one by one (readany would join
+                # them: a copy, and fresh pages to fault in, per read).
+                chunk, boundary = await resp.content.readchunk()
             except (aiohttp.ClientError, OSError) as exc:
                 if size:
                     await flush()  # what arrived intact before the break is kept
@@ -440,6 +442,8 @@ class _Download:
                     f"{seg.pos}: {type(exc).__name__}: {exc}"
                 ) from exc
             if not chunk:
+                if boundary:
+                    continue  # the end of an HTTP chunk (chunked encoding), not of the body
                 break
             scope.deadline = anyio.current_time() + stall
             room = seg.end - (seg.pos + size)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiofiles
+import aiofiles.os
 import anyio
 import anyio.to_thread
 
@@ -269,18 +270,38 @@ class Sink:
         await anyio.to_thread.run_sync(lambda: self.part.unlink(missing_ok=True))
 
 
+def _pwrite_all(fd: int, chunks: list[bytes], pos: int) -> int:
+    """Write ``chunks`` at ``pos`` with as few syscalls as the OS allows; no joining."""
+    total = sum(len(c) for c in chunks)
+    if not hasattr(os, "pwritev"):
+        data = memoryview(b"".join(chunks))
+        done = 0
+        while done < total:
+            done += os.pwrite(fd, data[done:], pos + done)
+        return total
+    views = [memoryview(c) for c in chunks]
+    done = 0
+    while views:
+        n = os.pwritev(fd, views[:512], pos + done)  # 512: well under IOV_MAX
+        done += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+    return total
+
+
+_apwrite_all = aiofiles.os.wrap(_pwrite_all)
+
+
 class Writer:
-    """Writes blocks at offsets of a sink through one handle."""
+    """Writes blocks at offsets of a sink through one handle (pwritev: no seek, no copy)."""
 
     def __init__(self, handle: Any) -> None:
-        self._handle = handle
-        self._pos = -1
+        self._fd: int = handle.fileno()
 
     async def write(self, offset: int, chunks: list[bytes]) -> int:
         """Write ``chunks`` one after the other from ``offset``; returns the byte count."""
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if offset != self._pos:
-            await self._handle.seek(offset)
-        await self._handle.write(data)
-        self._pos = offset + len(data)
-        return len(data)
+        written: int = await _apwrite_all(self._fd, chunks, offset)
+        return written
