@@ -18,6 +18,7 @@ the SHA-256 when the server gave one, then an atomic rename onto the destination
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 import time
@@ -55,6 +56,8 @@ PROBE = 4 * 1024 * 1024
 FAST_CONNECTION = 300e6
 #: Adaptive mode: at most this many connections to one server (aria2's polite cap).
 MAX_CONNECTIONS = 16
+#: The hash follows the written bytes in steps of at least this much.
+HASH_STEP = 16 * 1024 * 1024
 #: Write the control record at most this often (seconds).
 RECORD_EVERY = 1.0
 #: The end of a stream of unknown length (a server without Range and Content-Length).
@@ -140,6 +143,11 @@ class _Download:
         self.resumed = False
         self._last_record = 0.0
         self._high = 0  # without Range: how far the one stream has ever written
+        # The SHA-256 follows the written bytes in order while the download runs, so the
+        # check at the end costs no second pass over the file.
+        self._digest: hashlib._Hash | None = None
+        self._hashed = 0
+        self._written = anyio.Event()
 
     # -- control record
 
@@ -230,6 +238,7 @@ class _Download:
                 if first is not None:
                     tg.start_soon(self._worker, first)
                 else:
+                    self._start_hashing()
                     tg.start_soon(self._grow_or_fix, True)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
@@ -264,6 +273,7 @@ class _Download:
         seg.end = min(seg.end, size)
         self.plan = SegmentPlan(size, [], self.segment_size, first=seg.end)
         self.plan.adopt(seg)
+        self._start_hashing()
         self._tg.start_soon(self._grow_or_fix, False)
 
     async def _grow_or_fix(self, first: bool) -> None:
@@ -422,6 +432,7 @@ class _Download:
             written = await writer.write(seg.pos, pending)
             seg.pos += written
             pending, size = [], 0
+            self._written.set()
             if self.remote.ranges:
                 await tracker.add(written)  # with Range every byte is written once
             elif seg.pos > self._high:  # one stream that may have started over
@@ -465,6 +476,31 @@ class _Download:
         if not resp.content.at_eof():
             resp.close()  # the rest of this answer is another connection's: drop it
 
+    def _expected_sha256(self) -> str | None:
+        if self.expected_sha256 is not None:
+            return self.expected_sha256
+        match = _SHA256.fullmatch(self.remote.etag or "")
+        return match.group(1) if match else None
+
+    def _start_hashing(self) -> None:
+        """Hash alongside the download when there is a hash to check it against."""
+        if self.config.verify and self._expected_sha256() is not None and self.plan:
+            self._digest, self._hashed = hashlib.sha256(), 0
+            self._tg.start_soon(self._follow_hash)
+
+    async def _follow_hash(self) -> None:
+        """Hash the written prefix of the ``.part`` file as it grows (off the loop)."""
+        assert self.plan is not None and self._digest is not None
+        size = self.plan.size
+        while self._hashed < size:
+            self._written = anyio.Event()  # before looking: no write can slip by unseen
+            done = self.plan.done_ranges()
+            frontier = done[0][1] if done and done[0][0] == 0 else 0
+            if frontier - self._hashed < HASH_STEP and frontier < size:
+                await self._written.wait()  # hash in big steps: one file open per step
+                continue
+            self._hashed = await self.sink.hash_into(self._digest, self._hashed, frontier)
+
     async def _verify(self, size: int) -> tuple[bool, str | None]:
         part_size = (await anyio.to_thread.run_sync(self.sink.part.stat)).st_size
         if part_size != size:
@@ -474,13 +510,13 @@ class _Download:
                 raise DownloadError(f"{self.name}: {part_size} bytes on disk, {size} expected")
         if not self.config.verify:
             return False, None
-        expected = self.expected_sha256
-        if expected is None and self.remote.etag:
-            match = _SHA256.fullmatch(self.remote.etag)
-            expected = match.group(1) if match else None
+        expected = self._expected_sha256()
         if expected is None:
             return True, None  # size checked; no content hash to compare with
-        digest = await self.sink.sha256(size)
+        if self._digest is not None and self._hashed == size:
+            digest = self._digest.hexdigest()
+        else:
+            digest = await self.sink.sha256(size)
         if digest != expected:
             await self.sink.discard()
             await anyio.to_thread.run_sync(lambda: self.control.unlink(missing_ok=True))

@@ -241,21 +241,31 @@ class Sink:
     async def truncate(self, size: int) -> None:
         await anyio.to_thread.run_sync(os.truncate, self.part, size)
 
-    async def sha256(self, size: int, block: int = 4 * 1024 * 1024) -> str:
-        """SHA-256 of the first ``size`` bytes of the ``.part`` file."""
+    async def hash_into(
+        self, digest: Any, start: int, end: int, block: int = 4 * 1024 * 1024
+    ) -> int:
+        """Feed bytes ``[start, end)`` of the ``.part`` file to ``digest``; returns ``end``."""
 
-        def run() -> str:
-            digest = hashlib.sha256()
+        def run() -> int:
             buf = bytearray(block)
             view = memoryview(buf)
             with open(self.part, "rb", buffering=0) as f:
-                left = size
-                while left > 0 and (n := f.readinto(view[: min(block, left)])):
+                f.seek(start)
+                pos = start
+                while pos < end and (n := f.readinto(view[: min(block, end - pos)])):
                     digest.update(view[:n])
-                    left -= n
-            return digest.hexdigest()
+                    pos += n
+            if pos != end:
+                raise OSError(f"{self.part}: ended at {pos}, expected {end} bytes")
+            return pos
 
         return await anyio.to_thread.run_sync(run)
+
+    async def sha256(self, size: int) -> str:
+        """SHA-256 of the first ``size`` bytes of the ``.part`` file."""
+        digest = hashlib.sha256()
+        await self.hash_into(digest, 0, size)
+        return digest.hexdigest()
 
     async def publish(self) -> None:
         """Rename the ``.part`` file over the destination (atomic on one filesystem).
