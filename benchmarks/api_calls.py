@@ -12,7 +12,7 @@ Each run uses a new client (its connections are part of the run) and checks ever
 Printed: seconds, requests/s, the ratio to the original, and the CPU seconds of the client
 and of the server during the run (from /proc), on a machine whose cores they share.
 
-    python benchmarks/api_calls.py [--requests 2000] [--concurrency 64]
+    python benchmarks/api_calls.py [--requests 2000] [--concurrency 64] [--original-requests N]
 """
 
 from __future__ import annotations
@@ -169,10 +169,16 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument(
+        "--original-requests",
+        type=int,
+        help="calls of the original client (default: --requests; about 50 ms each)",
+    )
     args = p.parse_args()
     n = args.requests
     runs: list[Run] = []
     notes: list[str] = []
+    base: float | None = None  # the original's requests/s
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         proc, url = start_server(Path(tmp) / "data")
         try:
@@ -191,17 +197,17 @@ def main() -> None:
                 )
             )
             runs.append(measure_aetiket("aetiket, 1 at a time", proc.pid, url, token, uid, n, 1))
-            original = measure_original(proc.pid, url, token, uid, n)
+            original = measure_original(proc.pid, url, token, uid, args.original_requests or n)
             if isinstance(original, str):
                 notes.append(original)
             else:
                 runs.append(original)
+                base = original.rate
         finally:
             proc.terminate()
             proc.wait()
-    base = runs[-1].rate if not notes else None
     print(
-        f"\n{n} datasets.get of one dataset (2 files) from aetiket serve on loopback, "
+        f"\ndatasets.get of one dataset (2 files) from aetiket serve on loopback, "
         f"{os.cpu_count()} cores shared by client and server; Python {sys.version.split()[0]}"
     )
     print(

@@ -18,7 +18,7 @@ import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import aiofiles
 import aiofiles.os
@@ -30,6 +30,22 @@ __all__ = ("Reader", "Sink", "Source", "Writer", "open_source")
 _SAMPLES = 16
 _SAMPLE = 64 * 1024
 _EDGE = 1024 * 1024
+
+
+@asynccontextmanager
+async def _opened(path: Path, mode: Literal["rb", "r+b"]) -> AsyncIterator[Any]:
+    """An aiofiles handle whose open and close survive cancellation.
+
+    Inside a cancelled scope aiofiles' own ``close()`` would be cancelled too, and the
+    file left open for the garbage collector: so both run shielded.
+    """
+    with anyio.CancelScope(shield=True):
+        handle = await aiofiles.open(path, mode)
+    try:
+        yield handle
+    finally:
+        with anyio.CancelScope(shield=True):
+            await handle.close()
 
 
 class Reader:
@@ -104,7 +120,7 @@ class Source:
     async def reader(self) -> AsyncIterator[Reader]:
         """A reader of its own for one part."""
         if self.path is not None:
-            async with aiofiles.open(self.path, "rb") as handle:
+            async with _opened(self.path, "rb") as handle:
                 yield _FileReader(handle)
         elif self._data is not None:
             yield _BytesReader(self._data)
@@ -235,7 +251,7 @@ class Sink:
     @asynccontextmanager
     async def writer(self) -> AsyncIterator[Writer]:
         """A writer of its own for one connection."""
-        async with aiofiles.open(self.part, "r+b") as handle:
+        async with _opened(self.part, "r+b") as handle:
             yield Writer(handle)
 
     async def truncate(self, size: int) -> None:

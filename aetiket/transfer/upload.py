@@ -338,8 +338,11 @@ class _Engine:
     def _part_metadata(self, index: int) -> dict[str, str]:
         part = self.record.parts[index]
         meta = dict(self.metadata) if (self.etiket or not self.record.concat) else {}
-        meta[_META_PART] = f"{index}/{len(self.record.parts)} {part.start}-{part.end}"
-        meta[_META_FP] = self.record.fingerprint[:32]
+        if self.etiket:
+            # Its place in the plan: a later run without the local record rebuilds it
+            # from the file's upload list (only an eTiKeT server has one).
+            meta[_META_PART] = f"{index}/{len(self.record.parts)} {part.start}-{part.end}"
+            meta[_META_FP] = self.record.fingerprint[:32]
         return meta
 
     async def _run_part(self, index: int, tracker: ProgressTracker) -> None:

@@ -24,6 +24,7 @@ def check_single(traced: Traced, endpoint_url: str, result: UploadResult, blob: 
     posts = creations(traced, endpoint_url)
     assert len(posts) == 1, [p.headers for p in posts]
     post = posts[0]
+    assert post.status == 201 and post.location == result.url
     assert "Upload-Concat" not in post.headers
     assert post.headers["Upload-Length"] == str(blob.size)
     assert result.part_urls == (result.url,)
@@ -55,6 +56,10 @@ def check_concat(
     assert "Upload-Length" not in final.headers  # the parts decide the final's length
     assert final.headers["Upload-Concat"] == "final;" + " ".join(result.part_urls)
     assert result.url not in result.part_urls
+    # The URLs are the Locations the server gave (resolved if relative), and only those.
+    assert {p.location for p in partials} == set(result.part_urls)
+    assert final.location == result.url
+    assert all(p.status == 201 for p in posts)
     assert sum(int(p.headers["Upload-Length"]) for p in partials) == blob.size
     # Every partial gets exactly its own bytes, from its offset 0 on.
     sent = dict.fromkeys(result.part_urls, 0)
@@ -66,22 +71,18 @@ def check_concat(
 
 
 def part_starts(traced: Traced, endpoint_url: str, result: UploadResult) -> dict[str, int]:
-    """Where each part (by URL) starts in the source: from the partials' Upload-Length."""
+    """Where each part (by URL) starts in the source: the parts' lengths, in plan order."""
     if len(result.part_urls) == 1:
         return {result.part_urls[0]: 0}
-    lengths = [
-        int(p.headers["Upload-Length"])
+    lengths = {
+        p.location: int(p.headers["Upload-Length"])
         for p in creations(traced, endpoint_url)
         if p.headers.get("Upload-Concat") == "partial"
-    ]
-    # Partials are created concurrently: order them by the URLs' order in the result.
-    # Lengths of all but the last part are equal (plan_slices), so the order of the
-    # lengths only matters for the last one, which is the shortest or equal.
-    lengths.sort(reverse=True)
+    }
     starts, at = {}, 0
-    for url, length in zip(result.part_urls, lengths, strict=True):
+    for url in result.part_urls:
         starts[url] = at
-        at += length
+        at += lengths[url]
     return starts
 
 

@@ -37,8 +37,8 @@ from typing import IO, Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
-import aetiket
 from aetiket._config import TransferConfig
 
 KiB = 1024
@@ -116,11 +116,15 @@ async def get_sha256(
 # ---------------------------------------------------------------------------- traced client
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Sent:
+    """A request as sent, and (once it came) the answer's status and Location, resolved."""
+
     method: str
     url: str
     headers: dict[str, str]
+    status: int | None = None
+    location: str | None = None
 
 
 @dataclasses.dataclass
@@ -144,10 +148,20 @@ async def traced() -> AsyncIterator[Traced]:
     async def on_start(
         session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestStartParams
     ) -> None:
-        sent.append(Sent(params.method, str(params.url), dict(params.headers)))
+        ctx.sent = Sent(params.method, str(params.url), dict(params.headers))
+        sent.append(ctx.sent)
+
+    async def on_end(
+        session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        ctx.sent.status = params.response.status
+        location = params.response.headers.get("Location")
+        if location is not None:
+            ctx.sent.location = str(params.url.join(URL(location)))
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_start)
+    trace.on_request_end.append(on_end)
     async with aiohttp.ClientSession(trace_configs=[trace]) as session:
         yield Traced(session, sent)
 
@@ -267,13 +281,23 @@ def resumable_upload_server(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         srv = _start(
             "resumable-upload",
             [
-                sys.executable, "-m", "resumable_upload", "serve",
-                "--host", "127.0.0.1", "--port", str(_free_port()),
-                "--base-path", "/files",
-                "--upload-dir", str(storage),
-                "--db-path", str(root / "uploads.db"),
+                sys.executable,
+                "-m",
+                "resumable_upload",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(_free_port()),
+                "--base-path",
+                "/files",
+                "--upload-dir",
+                str(storage),
+                "--db-path",
+                str(root / "uploads.db"),
                 "--enable-downloads",
-                "--upload-expiry", "3600",
+                "--upload-expiry",
+                "3600",
             ],
             storage=storage,
             log_path=log_path,
@@ -350,19 +374,3 @@ def tus_node_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TusPro
         pytest.fail(f"@tus/server did not start:\n{log_path.read_text()[-4000:]}")
     yield srv
     _stop_and_check(srv)
-
-
-@pytest.fixture
-async def tus_client(traced: Traced, transfer: TransferConfig) -> AsyncIterator[Any]:
-    """A factory: ``aetiket.Client`` on a third-party server's base URL (traced session)."""
-    clients: list[aetiket.Client] = []
-
-    async def make(srv: TusProcess) -> aetiket.Client:
-        client = aetiket.Client(srv.base_url, session=traced.session, transfer=transfer)
-        await client.__aenter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +19,7 @@ from aetiket.transfer import tus
 from aetiket.transfer.upload import UploadResult
 from tests.conftest import ServerProcess
 from tests.interop.checks import check_checksums, check_concat, check_single
-from tests.interop.conftest import KiB, MiB, Blob, Traced, get_sha256, make_blob, resume_records
+from tests.interop.conftest import Blob, KiB, MiB, Traced, get_sha256, make_blob, resume_records
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +56,6 @@ class Etiket:
     transfer: TransferConfig
     scope: str
     dataset: str
-    tmp: Path
 
     @property
     def endpoint_url(self) -> str:
@@ -80,7 +79,7 @@ class Etiket:
 
 @pytest.fixture
 async def etiket(
-    server: ServerProcess, traced: Traced, transfer: TransferConfig, tmp_path: Path
+    server: ServerProcess, traced: Traced, transfer: TransferConfig
 ) -> AsyncIterator[Etiket]:
     """The session's server, its admin logged in on a traced session, a fresh dataset."""
     config = dataclasses.replace(transfer, min_part=MIN_PART)
@@ -90,19 +89,18 @@ async def etiket(
         dataset = new_uid()
         await client.datasets.create(DatasetIn(name="interop", uid=dataset, scope=scope))
         traced.clear()
-        yield Etiket(server, client, traced, config, scope, dataset, tmp_path)
+        yield Etiket(server, client, traced, config, scope, dataset)
 
 
 @pytest.fixture(scope="module")
 def blobs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Blob]:
     """Random sources, made once per module (64 MiB is worth sharing)."""
     folder = tmp_path_factory.mktemp("blobs")
-    cache: dict[int, Blob] = {}
 
     class Lazy(dict[int, Blob]):
         def __missing__(self, size: int) -> Blob:
-            cache[size] = self[size] = make_blob(folder, size)
-            return cache[size]
+            self[size] = make_blob(folder, size)
+            return self[size]
 
     return Lazy()
 
@@ -121,12 +119,16 @@ async def check_stored(et: Etiket, uid: str, blob: Blob, result: UploadResult) -
 
 
 async def upload_and_check(
-    et: Etiket, blob: Blob, *, kind: str = "path", parallel: int, **options: object
+    et: Etiket, blob: Blob, *, kind: str = "path", parallel: int, **options: Any
 ) -> UploadResult:
     uid = await et.new_file()
     et.traced.clear()
     result = await et.client.upload(
-        blob.source(kind), scope=et.scope, file_uid=uid, parallel=parallel, **options  # type: ignore[arg-type]
+        blob.source(kind),
+        scope=et.scope,
+        file_uid=uid,
+        parallel=parallel,
+        **options,
     )
     sent = list(et.traced.sent)
     parts = expected_parts(blob.size, parallel)
@@ -141,7 +143,9 @@ async def upload_and_check(
 
 @pytest.mark.parametrize("parallel", [1, 4, 8])
 @pytest.mark.parametrize("size", SIZES)
-async def test_upload_path(etiket: Etiket, blobs: dict[int, Blob], size: int, parallel: int) -> None:
+async def test_upload_path(
+    etiket: Etiket, blobs: dict[int, Blob], size: int, parallel: int
+) -> None:
     result = await upload_and_check(etiket, blobs[size], parallel=parallel)
     assert len(result.part_urls) == expected_parts(size, parallel)
     check_checksums(etiket.traced, etiket.endpoint_url, result, blobs[size], None)
@@ -157,6 +161,7 @@ async def test_upload_bytes_and_file_objects(
     assert len(result.part_urls) == expected_parts(size, parallel)
 
 
+@pytest.mark.slow
 async def test_default_transfer_settings_64mib_in_8_parts(
     server: ServerProcess, traced: Traced, transfer: TransferConfig, blobs: dict[int, Blob]
 ) -> None:
@@ -167,7 +172,7 @@ async def test_default_transfer_settings_64mib_in_8_parts(
         scope = (await client.scopes.create(ScopeIn(name="interop-" + new_uid()))).name
         dataset = new_uid()
         await client.datasets.create(DatasetIn(name="interop", uid=dataset, scope=scope))
-        et = Etiket(server, client, traced, transfer, scope, dataset, Path())
+        et = Etiket(server, client, traced, transfer, scope, dataset)
         uid = await et.new_file()
         traced.clear()
         result = await client.upload(blob.path, scope=scope, file_uid=uid, parallel=8)
@@ -206,14 +211,13 @@ async def test_checksum_the_server_lacks_is_refused(etiket: Etiket, blobs: dict[
         await etiket.client.upload(
             blobs[1].data, scope=etiket.scope, file_uid=uid, checksum="crc32"
         )
-    assert [s.method for s in etiket.traced.sent] == ["OPTIONS"]  # refused before anything was created
+    # Refused before anything was created.
+    assert [s.method for s in etiket.traced.sent] == ["OPTIONS"]
 
 
 async def test_small_chunks_make_several_patches(etiket: Etiket, blobs: dict[int, Blob]) -> None:
     """``chunk_size`` caps each PATCH: 3 MiB in 512 KiB chunks is 6 PATCHes, in order."""
     blob = blobs[3 * MiB]
     result = await upload_and_check(etiket, blob, parallel=1, chunk_size=512 * KiB)
-    assert [int(p.headers["Content-Length"]) for p in etiket.traced.of("PATCH")] == [
-        512 * KiB
-    ] * 6
+    assert [int(p.headers["Content-Length"]) for p in etiket.traced.of("PATCH")] == [512 * KiB] * 6
     assert result.part_urls == (result.url,)

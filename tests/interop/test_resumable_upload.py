@@ -24,9 +24,9 @@ from tests.interop.checks import (
     interrupt_then_resume,
 )
 from tests.interop.conftest import (
+    Blob,
     KiB,
     MiB,
-    Blob,
     Traced,
     TusProcess,
     file_sha256,

@@ -1,0 +1,703 @@
+"""The upload engine over a hostile network, a dying process and a changing source.
+
+Every test uploads to a real `aetiket serve` over loopback, through ``FaultProxy`` where
+faults are injected (aetiket/transfer/upload.py; TRANSFER_PITFALLS.md 3a, 3c):
+
+* 50 uploads of random sizes and parallelism, each meeting a seeded mix of resets,
+  5xx (and 503 + Retry-After), 409, truncated answers, delays, stalls and a lost partial:
+  all end verified, byte-exact on the server, with monotonic progress;
+* an access token that expires mid-transfer;
+* a process killed with SIGKILL, rerun with and without its local resume record: it
+  sends only what the server is missing;
+* a cancelled upload: partials consistent, record kept, the next call resumes;
+* a source that changes mid-upload, and two look-alike sources that must not share parts.
+
+Each test has its own resume folder under ``tmp_path`` and small part/chunk sizes, so a
+few MiB make many PATCHes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import pytest
+
+import aetiket
+from aetiket import Client, RetryPolicy, TransferConfig
+from aetiket.errors import UploadError
+from aetiket.models import FileStatus, UploadOut
+from aetiket.transfer.fileio import open_source
+from aetiket.transfer.plan import plan_slices
+from aetiket.transfer.progress import Progress
+from tests.conftest import ServerProcess
+from tests.faultproxy import Fault, FaultProxy
+
+pytestmark = pytest.mark.anyio
+
+KiB = 1024
+MiB = 1024 * KiB
+MIN_PART = 256 * KiB
+CHUNK = 512 * KiB
+BLOCK = 64 * KiB
+#: Creation-with-upload threshold of the engine (a part this small goes in its POST).
+SMALL = 256 * KiB
+UPLOADS = "/api/v1/uploads/"
+#: Retries of idempotent requests (HEAD, GET) without waiting to speak of.
+FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05)
+CHILD = Path(__file__).with_name("upload_child.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def bounded(seconds: float) -> Callable[[F], F]:
+    """Fail a test that runs longer than ``seconds`` (a per-test timeout)."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            with anyio.fail_after(seconds):
+                return await fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return wrap
+
+
+def config(resume_dir: Path, **kw: Any) -> TransferConfig:
+    """Small parts and chunks (many PATCHes from a few MiB), a resume folder of its own."""
+    kw.setdefault("min_part", MIN_PART)
+    kw.setdefault("chunk_size", CHUNK)
+    kw.setdefault("block_size", BLOCK)
+    return TransferConfig(resume_dir=resume_dir, **kw)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Events:
+    """A progress callback that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[Progress] = []
+
+    def __call__(self, event: Progress) -> None:
+        self.events.append(event)
+
+    def check(self, size: int) -> None:
+        """Monotonic ``done``, never past ``size``, ending finished at ``size``."""
+        assert self.events, "no progress event at all"
+        done = [e.done for e in self.events]
+        assert done == sorted(done), f"progress went backwards: {done}"
+        assert all(e.total == size for e in self.events)
+        assert max(done) <= size
+        last = self.events[-1]
+        assert last.finished and last.done == size, last
+
+
+@dataclasses.dataclass
+class Env:
+    """The session's server, a direct admin client and a fresh scope."""
+
+    server: ServerProcess
+    direct: Client
+    scope: str
+    tmp: Path
+
+    async def new_file(self, name: str = "data.bin") -> str:
+        """A fresh file record (no content yet) in a fresh dataset; returns its uid."""
+        uid = aetiket.new_uid()
+        await self.direct.datasets.create(
+            aetiket.DatasetIn(
+                name="reliability",
+                uid=aetiket.new_uid(),
+                scope=self.scope,
+                files=[aetiket.FileDatasetIn(name=name, uid=uid)],
+            )
+        )
+        return uid
+
+    async def content_sha256(self, uid: str) -> str:
+        """SHA-256 of what GET /api/v1/files/{scope}/{uid} serves."""
+        data = await self.direct.files.read(self.scope, uid, max_bytes=64 * MiB)
+        return sha256(data)
+
+    async def listing(self, uid: str) -> list[UploadOut]:
+        """GET /api/v1/uploads/{scope}/{uid}: the file's uploads."""
+        return await self.direct.uploads.list(self.scope, uid)
+
+    def client(self, url: str, cfg: TransferConfig) -> Client:
+        return Client(url, token=self.direct.token, retry=FAST, transfer=cfg)
+
+    async def check_content(self, uid: str, data: bytes) -> None:
+        """The server holds exactly ``data`` as the file's content, and says so.
+
+        (Its status may read ``pending``: a file is pending while any upload of it is
+        open, and an abandoned run or an orphaned POST leaves one open until it expires.)
+        """
+        record = await self.direct.files.get(self.scope, uid)
+        assert record.status is not FileStatus.unavailable
+        assert (record.size, record.etag) == (len(data), sha256(data))
+        assert await self.content_sha256(uid) == sha256(data)
+
+
+@pytest.fixture
+async def env(server: ServerProcess, tmp_path: Path) -> AsyncIterator[Env]:
+    async with Client(server.url) as direct:
+        await direct.login(server.admin_user, server.admin_password)
+        scope = await direct.scopes.create(
+            aetiket.ScopeIn(name="ur-" + aetiket.new_uid()[:12], description="upload reliability")
+        )
+        yield Env(server, direct, scope.name, tmp_path)
+
+
+def partials(listing: list[UploadOut], size: int) -> list[UploadOut]:
+    """The partial uploads in a listing (a final, whose length is the whole, left out)."""
+    return [u for u in listing if u.concat and u.length != size]
+
+
+async def settled_listing(env: Env, uid: str, *, quiet: float = 0.3) -> list[UploadOut]:
+    """The upload listing once it stops changing (an interrupted PATCH lands late)."""
+    previous = await env.listing(uid)
+    with anyio.fail_after(20):
+        while True:
+            await anyio.sleep(quiet)
+            current = await env.listing(uid)
+            if [(u.uid, u.offset) for u in current] == [(u.uid, u.offset) for u in previous]:
+                return current
+            previous = current
+
+
+def record_files(resume_dir: Path) -> list[Path]:
+    return sorted(resume_dir.glob("*.json")) if resume_dir.exists() else []
+
+
+# ---------------------------------------------------------------------------- 1. faults
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """One injected fault: what, on which requests."""
+
+    label: str
+    fault: Fault
+    method: str
+    nth: int
+
+
+def plan_faults(rng: random.Random, index: int, size: int, parallel: int) -> list[Planned]:
+    """A seeded mix of a few faults for one upload: resets mid-PATCH, 5xx, 409, truncated
+    answers, delays on every upload; 503 + Retry-After, a stall, a lost partial on some."""
+    slices = plan_slices(size, parallel, MIN_PART)
+    # PATCHes the upload makes without faults (parts up to SMALL go in their POST).
+    patches = sum(math.ceil((e - s) / CHUNK) for s, e in slices if e - s > SMALL)
+    posts = len(slices) + (1 if len(slices) > 1 else 0)
+
+    def nth_patch() -> int:
+        return rng.randint(1, max(1, patches))
+
+    kinds = ["reset", "5xx", "409", "truncate-listing", "truncate-patch", "delay", "5xx-head"]
+    extra = []
+    if index % 10 == 3:
+        extra.append("503-retry-after")
+    if index % 12 == 5:
+        extra.append("stall")
+    if index % 5 == 1:
+        extra.append("lost")
+        kinds.remove("5xx-head")  # both would aim at the first HEAD
+    chosen = rng.sample(kinds, k=rng.randint(2, 4)) + extra
+    out: list[Planned] = []
+    for kind in chosen:
+        if kind == "reset":
+            cut = rng.randint(0, CHUNK + KiB)  # up to past the body: the ambiguous case
+            fault = Fault(cut_request_after=cut, cut_pause=0.05)
+            out.append(Planned(kind, fault, "PATCH", nth_patch()))
+        elif kind == "5xx":
+            status = rng.choice([500, 502, 503])
+            out.append(Planned(kind, Fault(answer=status), "PATCH", nth_patch()))
+        elif kind == "503-retry-after":
+            fault = Fault(answer=503, answer_headers={"Retry-After": "1"})
+            out.append(Planned(kind, fault, "PATCH", nth_patch()))
+        elif kind == "409":
+            out.append(Planned(kind, Fault(answer=409), "PATCH", nth_patch()))
+        elif kind == "truncate-listing":
+            # GET /api/v1/uploads/{scope}/{uid}: the recovery lookup and the verification.
+            fault = Fault(truncate_after=rng.randint(0, 40))
+            out.append(Planned(kind, fault, "GET", rng.randint(1, 2)))
+        elif kind == "truncate-patch":
+            # A 204 has no body: the answer arrives whole, then the connection closes.
+            out.append(Planned(kind, Fault(truncate_after=0), "PATCH", nth_patch()))
+        elif kind == "delay":
+            method = rng.choice(["PATCH", "POST"])
+            nth = nth_patch() if method == "PATCH" else rng.randint(1, posts)
+            out.append(Planned(kind, Fault(delay=rng.uniform(0.05, 0.4)), method, nth))
+        elif kind == "5xx-head":
+            # HEADs only follow a failure: pair it with one. (A HEAD answer has no body.)
+            out.append(Planned("5xx", Fault(answer=500), "PATCH", nth_patch()))
+            fault = Fault(answer=rng.choice([502, 503]), answer_body=b"")
+            out.append(Planned(kind, fault, "HEAD", 1))
+        elif kind == "stall":
+            fault = Fault(stall_request=(rng.randint(0, 128 * KiB), 3.0))
+            out.append(Planned(kind, fault, "PATCH", nth_patch()))
+        elif kind == "lost":
+            # The server lost a partial (expired, swept): 404/410 on the HEAD after a failure.
+            out.append(Planned("5xx", Fault(answer=500), "PATCH", nth_patch()))
+            fault = Fault(answer=rng.choice([404, 410]), answer_body=b"")
+            out.append(Planned(kind, fault, "HEAD", 1))
+    return out
+
+
+def fault_sizes(rng: random.Random, count: int) -> list[int]:
+    """Random sizes 0 .. ~6 MiB, with the edges (empty, one byte, around a part) in."""
+    sizes = [0, 1, SMALL, SMALL + 1, 2 * MIN_PART - 1, 6 * MiB]
+    while len(sizes) < count:
+        sizes.append(rng.randint(0, 6 * MiB))
+    rng.shuffle(sizes)
+    return sizes
+
+
+@bounded(150)
+async def test_fifty_uploads_through_a_seeded_mix_of_faults_all_end_verified(env: Env) -> None:
+    rng = random.Random(20240611)
+    sizes = fault_sizes(rng, 50)
+    limiter = anyio.CapacityLimiter(10)
+    applied: dict[str, int] = {}
+    results: dict[int, aetiket.transfer.upload.UploadResult] = {}
+    failures: list[str] = []
+
+    async def one(index: int, size: int) -> None:
+        local = random.Random(rng.random())  # drawn up front: the mix does not depend on timing
+        data = local.randbytes(size)
+        parallel = local.randint(1, 8)
+        planned = plan_faults(local, index, size, parallel)
+        uid = await env.new_file(f"f{index}.bin")
+        events = Events()
+        cfg = config(env.tmp / f"resume{index}", parallel=parallel, stall_timeout=1.0)
+        async with limiter, FaultProxy(env.server.url) as proxy:
+            rules = [
+                (p.label, proxy.add(p.fault, method=p.method, path=UPLOADS, nth=p.nth))
+                for p in planned
+            ]
+            try:
+                async with env.client(proxy.url, cfg) as client:
+                    result = await client.upload(
+                        data, scope=env.scope, file_uid=uid, progress=events
+                    )
+                assert result.verified
+                assert result.size == size
+                assert result.sha256 == sha256(data)
+                await env.check_content(uid, data)
+                events.check(size)
+            except Exception as exc:
+                failures.append(
+                    f"upload {index} ({size} bytes, parallel {parallel}, faults "
+                    f"{[(p.label, p.method, p.nth) for p in planned]}): {exc!r}\n  "
+                    + "\n  ".join(map(str, proxy.log))
+                )
+                return
+            for label, rule in rules:
+                applied[label] = applied.get(label, 0) + rule.applied
+        results[index] = result
+
+    async with anyio.create_task_group() as tg:
+        for index, size in enumerate(sizes):
+            tg.start_soon(one, index, size)
+
+    assert not failures, f"{len(failures)} of 50 uploads failed:\n" + "\n".join(failures)
+    assert len(results) == 50
+    # The mix really happened: every kind of fault met some request.
+    for label in (
+        "reset",
+        "5xx",
+        "409",
+        "truncate-listing",
+        "truncate-patch",
+        "delay",
+        "5xx-head",
+        "503-retry-after",
+        "stall",
+        "lost",
+    ):
+        assert applied.get(label, 0) > 0, (label, applied)
+
+
+@bounded(60)
+async def test_a_stalled_patch_is_given_up_after_stall_timeout(env: Env) -> None:
+    """A PATCH that moves no byte for ``stall_timeout`` is abandoned and resumed
+    (TransferConfig: "a request that moves no byte for this long is aborted and
+    resumed"), whether the bytes stuck in the engine or in the socket buffers."""
+    data = random.Random(7).randbytes(2 * MiB)
+    uid = await env.new_file()
+    cfg = config(env.tmp / "resume", parallel=1, stall_timeout=1.0)
+    async with FaultProxy(env.server.url) as proxy:
+        proxy.add(Fault(stall_request=(1000, 6.0)), method="PATCH", path=UPLOADS, nth=2)
+        async with env.client(proxy.url, cfg) as client:
+            started = time.monotonic()
+            result = await client.upload(data, scope=env.scope, file_uid=uid)
+            elapsed = time.monotonic() - started
+        log = list(proxy.log)
+    assert result.verified
+    await env.check_content(uid, data)
+    stalled = [i for i, e in enumerate(log) if e.fault and "stall_request" in e.fault]
+    # The proxy logs a forwarded request when upstream answers: after the 6 s stall. A
+    # client that gave up after 1 s has asked for the offset (HEAD) long before that.
+    heads = [i for i, e in enumerate(log) if e.method == "HEAD"]
+    assert heads and (not stalled or heads[0] < stalled[0]), (
+        f"the stalled PATCH was waited out ({elapsed:.1f} s), not given up after 1 s:\n"
+        + "\n".join(map(str, log))
+    )
+
+
+async def _upload_through(
+    env: Env, fault: Fault, nth: int, *, size: int = 3 * MiB, parallel: int = 3
+) -> tuple[aetiket.transfer.upload.UploadResult | BaseException, bytes, str, FaultProxy]:
+    """Upload ``size`` random bytes in ``parallel`` parts with ``fault`` on the nth POST."""
+    data = random.Random(size + nth).randbytes(size)
+    uid = await env.new_file()
+    cfg = config(env.tmp / "resume", parallel=parallel)
+    async with FaultProxy(env.server.url) as proxy:
+        proxy.add(fault, method="POST", path=UPLOADS, nth=nth)
+        async with env.client(proxy.url, cfg) as client:
+            try:
+                outcome: Any = await client.upload(data, scope=env.scope, file_uid=uid)
+            except Exception as exc:
+                outcome = exc
+    return outcome, data, uid, proxy
+
+
+@bounded(60)
+async def test_a_5xx_answer_to_the_final_post_is_retried(env: Env) -> None:
+    """A 503 on the final POST (nothing concatenated: the partials are intact) is a
+    transient failure like any other, not the end of an upload whose bytes are all sent."""
+    outcome, data, uid, proxy = await _upload_through(env, Fault(answer=503), nth=4)
+    posts = [e for e in proxy.log if e.method == "POST"]
+    assert not isinstance(outcome, BaseException), f"{outcome!r}\n" + "\n".join(map(str, posts))
+    assert outcome.verified
+    await env.check_content(uid, data)
+
+
+@bounded(60)
+async def test_a_lost_answer_to_a_partial_post_still_ends_verified(env: Env) -> None:
+    """The server created a partial but its answer was lost: the engine makes another,
+    and the orphan (open until it expires) must not make the verification fail."""
+    outcome, data, uid, _ = await _upload_through(env, Fault(reset_after=True), nth=1)
+    assert not isinstance(outcome, BaseException), outcome
+    assert outcome.verified
+    await env.check_content(uid, data)
+    listing = await env.listing(uid)
+    assert any(not u.completed for u in listing)  # the orphan is there
+
+
+@bounded(60)
+async def test_a_lost_answer_to_the_final_post_is_not_posted_again(env: Env) -> None:
+    """The final POST joined the parts but its answer was lost: the file holding the
+    source's bytes is success; a second final is never sent (tus/tusd#1364)."""
+    outcome, data, uid, proxy = await _upload_through(env, Fault(reset_after=True), nth=4)
+    assert not isinstance(outcome, BaseException), outcome
+    assert outcome.verified
+    await env.check_content(uid, data)
+    assert proxy.count("POST", UPLOADS) == 4  # three partials, one final
+    finals = [u for u in await env.listing(uid) if u.length == len(data) and u.concat]
+    assert len(finals) == 1
+
+
+# ---------------------------------------------------------------------------- 2. token expiry
+
+
+@bounded(60)
+async def test_an_upload_outliving_its_access_token_completes(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    srv = make_server("--access-token-ttl", "2")
+    data = random.Random(2).randbytes(5 * MiB)
+    async with Client(srv.url) as direct:
+        await direct.login(srv.admin_user, srv.admin_password)
+        scope = (
+            await direct.scopes.create(aetiket.ScopeIn(name="ttl-" + aetiket.new_uid()[:12]))
+        ).name
+        e = Env(srv, direct, scope, tmp_path)
+        uid = await e.new_file()
+        cfg = config(tmp_path / "resume", parallel=4, bandwidth=1 * MiB)
+        events = Events()
+        async with FaultProxy(srv.url) as proxy:
+            async with Client(proxy.url, retry=FAST, transfer=cfg) as client:
+                await client.login(srv.admin_user, srv.admin_password)
+                started = time.monotonic()
+                result = await client.upload(data, scope=scope, file_uid=uid, progress=events)
+                elapsed = time.monotonic() - started
+            statuses = [(e.method, e.status) for e in proxy.log]
+        await direct.refresh()  # its own token expired meanwhile too
+        assert result.verified and result.sha256 == sha256(data)
+        assert elapsed > 3  # it did outlive the 2 s token
+        assert any(status == 401 for _, status in statuses), statuses  # the token expired
+        assert proxy.count("POST", "/api/v1/refresh") >= 1
+        events.check(len(data))
+        await e.check_content(uid, data)
+
+
+# ---------------------------------------------------------------------------- 3. kill -9
+
+
+def child_command(
+    env: Env, url: str, uid: str, path: Path, resume_dir: Path, bandwidth: float | None
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        str(CHILD),
+        "--url", url,
+        "--auth-url", env.server.url,
+        "--user", env.server.admin_user,
+        "--password", env.server.admin_password,
+        "--scope", env.scope,
+        "--uid", uid,
+        "--path", str(path),
+        "--resume-dir", str(resume_dir),
+        "--parallel", "4",
+        "--chunk-size", str(CHUNK),
+        "--min-part", str(MIN_PART),
+        "--block-size", str(BLOCK),
+        "--checksum", "sha256",
+    ]  # fmt: skip
+    if bandwidth is not None:
+        cmd += ["--bandwidth", str(bandwidth)]
+    return cmd
+
+
+def spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start the child in the background, its stderr to ``log``."""
+    with open(log, "wb") as err:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+
+
+async def run_child(cmd: list[str], log: Path) -> dict[str, Any]:
+    """Run the child to its end; its JSON result (fails with its stderr otherwise)."""
+    with anyio.fail_after(60):
+        done = await anyio.run_process(cmd, check=False, cwd=ROOT)
+    await anyio.Path(log).write_bytes(done.stderr)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-4000:]
+    return dict(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("keep_record", [True, False], ids=["with-record", "server-listing"])
+@bounded(90)
+async def test_a_killed_upload_resumes_sending_only_what_is_missing(
+    env: Env, tmp_path: Path, keep_record: bool
+) -> None:
+    rng = random.Random(99 if keep_record else 100)
+    size = 6 * MiB + rng.randint(0, 64 * KiB)
+    data = rng.randbytes(size)
+    path = tmp_path / "source.bin"
+    path.write_bytes(data)
+    uid = await env.new_file()
+    resume_dir = tmp_path / "resume"
+    nparts = len(plan_slices(size, 4, MIN_PART))
+    async with FaultProxy(env.server.url) as proxy:
+        # Throttled (the first second's worth goes at once), so there is a middle to kill in.
+        cmd = child_command(env, proxy.url, uid, path, resume_dir, bandwidth=1.5 * MiB)
+        process = await anyio.to_thread.run_sync(spawn, cmd, tmp_path / "child1.log")
+        try:
+            with anyio.fail_after(30):
+                while sum(u.offset for u in partials(await env.listing(uid), size)) == 0:
+                    assert process.poll() is None, (tmp_path / "child1.log").read_text()
+                    await anyio.sleep(0.05)
+            await anyio.sleep(rng.uniform(0.0, 1.2))
+            assert process.poll() is None, "the child finished before it could be killed"
+        finally:
+            process.kill()  # SIGKILL: no cleanup of any kind
+            await anyio.to_thread.run_sync(process.wait)
+        listing = await settled_listing(env, uid)
+        parts = partials(listing, size)
+        assert all(u.offset <= (u.length or 0) for u in parts)
+        assert not any(u.completed and u.length == size for u in listing)  # not finished
+        missing = size - sum(u.offset for u in parts)
+        assert 0 < missing < size
+        if keep_record:
+            assert len(record_files(resume_dir)) == 1  # the record outlived the process
+        else:
+            shutil.rmtree(resume_dir, ignore_errors=True)
+
+        before = proxy.bytes_up
+        # The same command again (without the throttle: the rerun only needs to finish).
+        rerun = child_command(env, proxy.url, uid, path, resume_dir, bandwidth=None)
+        out = await run_child(rerun, tmp_path / "child2.log")
+        sent = proxy.bytes_up - before
+
+    assert out["verified"] and out["resumed"], out
+    assert out["sha256"] == sha256(data) and out["size"] == size
+    await env.check_content(uid, data)
+    assert record_files(resume_dir) == []  # done: the record is gone
+    slack = nparts * CHUNK
+    assert sent - missing <= slack, (
+        f"the rerun sent {sent} bytes for {missing} missing ({nparts} parts of "
+        f"{size}): more than one chunk per part again"
+    )
+    assert sent >= missing - slack, (sent, missing)
+
+
+# ---------------------------------------------------------------------------- 4. cancel
+
+
+def _serve_tasks() -> list[asyncio.Task[Any]]:
+    """The proxy's live connection tasks (one per client connection still open)."""
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if not t.done() and getattr(t.get_coro(), "__qualname__", "") == "FaultProxy._serve"
+    ]
+
+
+@bounded(60)
+async def test_a_cancelled_upload_leaves_consistent_partials_and_resumes(env: Env) -> None:
+    size = 6 * MiB + 12345
+    data = random.Random(4).randbytes(size)
+    uid = await env.new_file()
+    resume_dir = env.tmp / "resume"
+    cfg = config(resume_dir, parallel=4, bandwidth=3 * MiB)
+    nparts = len(plan_slices(size, 4, MIN_PART))
+    baseline = {t for t in asyncio.all_tasks() if not t.done()}
+    async with FaultProxy(env.server.url) as proxy:
+        async with env.client(proxy.url, cfg) as client:
+            with anyio.CancelScope() as cancel:
+
+                def on_progress(event: Progress) -> None:
+                    if event.done >= 0.4 * size:
+                        cancel.cancel()
+
+                await client.upload(data, scope=env.scope, file_uid=uid, progress=on_progress)
+            assert cancel.cancelled_caught, "the upload finished before it was cancelled"
+            # Nothing of the engine runs on: only the test's own tasks and the proxy's.
+            await anyio.sleep(0.1)
+            left = {t for t in asyncio.all_tasks() if not t.done()} - baseline
+            left -= set(_serve_tasks())
+            left.discard(asyncio.current_task())  # type: ignore[arg-type]
+            assert not left, left
+
+            listing = await settled_listing(env, uid)
+            parts = partials(listing, size)
+            assert parts
+            for item in parts:  # HEAD-able, and consistent with the listing
+                state = await client.uploads.status(f"{proxy.url}{UPLOADS}{item.uid}")
+                assert state.offset is not None and state.length is not None
+                assert state.offset <= state.length == item.length
+                assert state.offset == item.offset
+            assert len(record_files(resume_dir)) == 1
+            missing = size - sum(u.offset for u in parts)
+            assert 0 < missing < size
+
+            before = proxy.bytes_up
+            events = Events()
+            result = await client.upload(data, scope=env.scope, file_uid=uid, progress=events)
+            sent = proxy.bytes_up - before
+        # The client is closed: every connection it had is closed too.
+        for _ in range(250):
+            if not _serve_tasks():
+                break
+            await anyio.sleep(0.02)
+        assert not _serve_tasks(), "connections of the closed client are still open"
+
+    assert result.resumed and result.verified
+    assert result.sha256 == sha256(data)
+    await env.check_content(uid, data)
+    events.check(size)
+    assert events.events[0].done >= size - missing - nparts * CHUNK  # resumed, not restarted
+    assert sent - missing <= nparts * CHUNK, (sent, missing)
+    assert record_files(resume_dir) == []
+
+
+# ---------------------------------------------------------------------------- 5. source safety
+
+
+@bounded(60)
+async def test_a_source_growing_during_the_upload_is_refused(env: Env) -> None:
+    size = 4 * MiB
+    path = env.tmp / "growing.bin"
+    path.write_bytes(random.Random(5).randbytes(size))
+    uid = await env.new_file()
+    cfg = config(env.tmp / "resume", parallel=3, bandwidth=3 * MiB)
+    grown = anyio.Event()
+
+    def grow() -> None:
+        with open(path, "ab") as f:
+            f.write(b"more measurement data\n" * 1000)
+
+    async with anyio.create_task_group() as tg:
+
+        async def grower() -> None:
+            await anyio.to_thread.run_sync(grow)
+            grown.set()
+
+        def on_progress(event: Progress) -> None:
+            if event.done >= 0.3 * size and not grown.is_set() and not started.is_set():
+                started.set()
+                tg.start_soon(grower)
+
+        started = anyio.Event()
+        async with env.client(env.server.url, cfg) as client:
+            with pytest.raises(UploadError) as caught:
+                await client.upload(path, scope=env.scope, file_uid=uid, progress=on_progress)
+    assert grown.is_set(), "the file was not grown during the upload"
+    assert "changed" in str(caught.value), caught.value
+    # Nothing was published as the file's content.
+    record = await env.direct.files.get(env.scope, uid)
+    assert record.status not in (FileStatus.available, FileStatus.secured)
+    assert not record.size
+
+
+@bounded(60)
+async def test_look_alike_sources_never_share_partial_uploads(env: Env) -> None:
+    """Same size, same first MiB, same mtime; the rest differs: B must not resume A."""
+    rng = random.Random(6)
+    size = 5 * MiB
+    head = rng.randbytes(1 * MiB)
+    a_data = head + rng.randbytes(size - len(head))
+    b_data = head + rng.randbytes(size - len(head))
+    a_path, b_path = env.tmp / "a" / "scan.h5", env.tmp / "b" / "scan.h5"
+    for p, d in ((a_path, a_data), (b_path, b_data)):
+        p.parent.mkdir()
+        p.write_bytes(d)
+    stamp = time.time_ns()
+    os.utime(a_path, ns=(stamp, stamp))
+    os.utime(b_path, ns=(stamp, stamp))
+    a_src, b_src = await open_source(a_path), await open_source(b_path)
+    assert await a_src.fingerprint() != await b_src.fingerprint()
+
+    uid = await env.new_file("scan.h5")
+    resume_dir = env.tmp / "resume"
+    cfg = config(resume_dir, parallel=4, bandwidth=3 * MiB)
+    async with FaultProxy(env.server.url) as proxy, env.client(proxy.url, cfg) as client:
+        with anyio.CancelScope() as cancel:
+
+            def on_progress(event: Progress) -> None:
+                if event.done >= 0.4 * size:
+                    cancel.cancel()
+
+            await client.upload(a_path, scope=env.scope, file_uid=uid, progress=on_progress)
+        assert cancel.cancelled_caught
+        a_parts = partials(await settled_listing(env, uid), size)
+        assert sum(u.offset for u in a_parts) > 0
+        assert len(record_files(resume_dir)) == 1
+
+        before = proxy.bytes_up
+        result = await client.upload(b_path, scope=env.scope, file_uid=uid)
+        sent = proxy.bytes_up - before
+    assert not result.resumed
+    assert result.verified and result.sha256 == sha256(b_data)
+    await env.check_content(uid, b_data)
+    assert sent >= size  # every byte of B went: nothing of A was taken for it
+    assert not set(result.part_urls) & {f"{proxy.url}{UPLOADS}{u.uid}" for u in a_parts}
