@@ -26,6 +26,7 @@ import logging
 import ssl as ssl_module
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -168,6 +169,7 @@ class HttpCore:
         self.limits = limits
         self.retry = retry
         self.proxy = proxy
+        self._proxies: dict[tuple[str, str], str | None] = {}
         self._ssl = ssl
         self._trust_env = trust_env
         # identity: answers are read as sent (a ranged body must never be decompressed).
@@ -205,7 +207,10 @@ class HttpCore:
         self._session = aiohttp.ClientSession(
             connector=connector,
             connector_owner=self._connector is None,
-            trust_env=self._trust_env,
+            # The environment's proxy is looked up here, once per host (aiohttp's own
+            # trust_env costs two thread-pool trips per request, and lets a ~/.netrc
+            # entry clash with the bearer header).
+            trust_env=False,
             # Transfers see the bytes as they are; a ranged answer is never decompressed.
             auto_decompress=False,
             # A deep read buffer keeps the socket filling while a download block goes to
@@ -397,6 +402,19 @@ class HttpCore:
                     return
             await anyio.sleep(wait)
 
+    def _proxy_for(self, url: URL) -> str | None:
+        """The explicit proxy, else the environment's (HTTP(S)_PROXY, NO_PROXY) for the host."""
+        if self.proxy is not None or not self._trust_env:
+            return self.proxy
+        key = (url.scheme, url.host or "")
+        if key not in self._proxies:
+            proxies = urllib.request.getproxies()
+            chosen = proxies.get(url.scheme)
+            if chosen and urllib.request.proxy_bypass(url.host or ""):
+                chosen = None
+            self._proxies[key] = chosen
+        return self._proxies[key]
+
     def _budget_left(self, attempt: int, started: float) -> bool:
         return attempt < self.retry.max_attempts and (time.monotonic() - started < self.retry.total)
 
@@ -425,7 +443,7 @@ class HttpCore:
                     headers=headers,
                     allow_redirects=False,
                     timeout=timeout,
-                    proxy=self.proxy,
+                    proxy=self._proxy_for(url),
                 )
             except asyncio.TimeoutError as exc:
                 raise TransportTimeout(f"{method} {url.with_query(None)}: timed out") from exc

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import json
+import operator
 import os
 import re
 import socket
@@ -76,7 +78,7 @@ def tus_create(url: str, token: str, headers: list[str]) -> str:
     out = subprocess.run(
         ["curl", "-sS", "-D", "-", "-o", "/dev/null", "-X", "POST", f"{url}/api/v1/uploads/",
          "-H", f"Authorization: Bearer {token}", "-H", "Tus-Resumable: 1.0.0",
-         *sum((["-H", h] for h in headers), [])],
+         *functools.reduce(operator.iadd, (["-H", h] for h in headers), [])],
         check=True, capture_output=True, text=True).stdout
     m = re.search(r"(?im)^location:\s*(\S+)", out)
     assert m, out
@@ -194,7 +196,7 @@ def main() -> None:
                                                 f"Upload-Length: {s.stat().st_size}"])
                         for s in slices]
                 procs = [subprocess.Popen(patch_cmd(loc, token, s))
-                         for loc, s in zip(locs, slices)]
+                         for loc, s in zip(locs, slices, strict=False)]
                 assert all(p.wait() == 0 for p in procs)
                 tus_create(url, token, ["Upload-Concat: final;" + " ".join(locs),
                                         f"Upload-Metadata: scope {b64('bench')},uid {b64(uid2)}"])
