@@ -53,9 +53,11 @@ from .models import (
     UserUpdate,
     new_uid,
 )
+from .transfer.download import DownloadResult
 from .transfer.progress import Progress
 from .transfer.upload import UploadClient as _UploadClient
 from .transfer.upload import Uploader, UploadResult
+from .ui import ProgressBars
 
 __all__ = (
     "DEFAULT_LIMITS",
@@ -71,6 +73,7 @@ __all__ = (
     "DatasetIn",
     "DatasetOut",
     "DatasetUpdate",
+    "DownloadResult",
     "FileDatasetIn",
     "FileIn",
     "FileOut",
@@ -84,6 +87,7 @@ __all__ = (
     "NotFound",
     "Pager",
     "Progress",
+    "ProgressBars",
     "RetryPolicy",
     "ScopeIn",
     "ScopeOut",
