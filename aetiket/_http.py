@@ -372,7 +372,9 @@ class HttpCore:
                 log.debug("%s %s: %s; retry %d in %.2fs", method, url.path, exc, attempt, wait)
             else:
                 status = resp.status
-                if status == 401 and auth and not refreshed and self._tokens.refresh:
+                # A streamed body cannot be sent twice: its 401 goes to the caller, who
+                # refreshes (refresh_after) and resumes from the server's offset.
+                if status == 401 and auth and replayable and not refreshed and self._tokens.refresh:
                     resp.release()
                     refreshed = True
                     await self.refresh_after(generation)

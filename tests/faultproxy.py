@@ -483,9 +483,10 @@ class FaultProxy:
             await asyncio.sleep(fault.delay)
             record(fault.answer, False)
             own = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            # A HEAD answer carries the headers of a body, never the body itself.
             cwriter.write(
                 _head(f"HTTP/1.1 {fault.answer} {reason}", _rewrite(own, fault.answer_headers))
-                + body
+                + (b"" if method == "HEAD" else body)
             )
             await cwriter.drain()
             return not _closes(version, headers)

@@ -286,19 +286,30 @@ class _Engine:
         if record.final_url is not None:
             return record.final_url
         part_urls = [p.url for p in record.parts if p.url]
-        try:
-            created = await tus.create(
-                self.http, self.endpoint, length=None, metadata=self.metadata, final_of=part_urls
-            )
-        except (Gone, Conflict, TransportError) as exc:
-            # The final may exist already (a run that died after sending it, or an answer
-            # lost on the way): if the file holds our bytes, that is success.
-            if sha256 is not None and await self._etiket_matches(sha256):
-                return record.parts[0].url or ""
-            raise UploadError(f"{self.target}: the final upload failed: {exc}") from exc
-        record.final_url = created.url
-        await self._save()
-        return created.url
+        failures = 0
+        while True:
+            try:
+                created = await tus.create(
+                    self.http,
+                    self.endpoint,
+                    length=None,
+                    metadata=self.metadata,
+                    final_of=part_urls,
+                )
+            except (Gone, Conflict, TransportError, ServerError, TooManyRequests) as exc:
+                # The final may exist already (a run that died after sending it, or an
+                # answer lost on the way): if the file holds our bytes, that is success.
+                # Otherwise a POST is only sent again after checking that.
+                if sha256 is not None and await self._etiket_matches(sha256):
+                    return record.parts[0].url or ""
+                failures += 1
+                if isinstance(exc, Gone | Conflict) or failures > self.config.max_retries:
+                    raise UploadError(f"{self.target}: the final upload failed: {exc}") from exc
+                await anyio.sleep(self.http.retry.delay(failures, retry_after_of(exc)))
+                continue
+            record.final_url = created.url
+            await self._save()
+            return created.url
 
     async def _etiket_matches(self, sha256: str) -> bool:
         if not self.etiket:
@@ -310,7 +321,9 @@ class _Engine:
             )
         except ApiError:
             return False
-        return record.status in (FileStatus.available, FileStatus.secured) and (
+        # Not "available" only: another open upload of the file (an orphaned partial, a
+        # concurrent run) makes it "pending", while size and ETag already prove the bytes.
+        return record.status is not FileStatus.unavailable and (
             record.size == self.src.size and record.etag == sha256
         )
 
@@ -449,7 +462,8 @@ class _Engine:
                     sent += size
                     scope.deadline = anyio.current_time() + stall  # bytes moved: not stalled
                     await tracker.advance(index, offset + sent)
-                scope.deadline = math.inf  # the body is out: the read timeout takes over
+                # The deadline stays until the answer: a body that fit in the socket
+                # buffers has not reached the server yet.
 
             header = None
             if self.algorithm is not None and data is not None:
