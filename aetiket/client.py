@@ -243,6 +243,12 @@ class Client:
         if await anyio.to_thread.run_sync(target.is_dir):
             target = target / safe_name(record.name, fallback=file_uid)
         etag = (record.etag or "").strip('"')
+
+        async def expected() -> tuple[int | None, str | None]:
+            fresh = await self.files.get(scope, file_uid)  # the new version's record
+            tag = (fresh.etag or "").strip('"')
+            return fresh.size, tag if _SHA256.fullmatch(tag) else None
+
         return await _download(
             self._http,
             record.download_link or f"/api/v1/files/{scope}/{file_uid}",
@@ -254,6 +260,10 @@ class Client:
             expected_size=record.size,
             expected_sha256=etag if _SHA256.fullmatch(etag) else None,
             on_change=on_change,
+            # Not the link's host: it may differ next time (a proxy, a presigned link);
+            # If-Range with the ETag says whether the bytes on disk are still good.
+            resume_key=f"etiket:{scope}/{file_uid}",
+            expected=expected,
         )
 
     async def download_url(

@@ -305,6 +305,8 @@ class _Upstream:
             or self.writer.is_closing()
             or self.reader.at_eof()  # upstream ended an idle keep-alive connection
         ):
+            if self.writer is not None:
+                self.writer.close()  # the old one, ended by the upstream: release it
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         return self.reader, self.writer
 

@@ -22,6 +22,7 @@ import hashlib
 import math
 import re
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,7 @@ from ..errors import (
     RemoteChanged,
     ServerError,
     TooManyRequests,
+    TransferError,
     TransportError,
     collapse,
 )
@@ -56,6 +58,8 @@ PROBE = 4 * 1024 * 1024
 FAST_CONNECTION = 300e6
 #: Adaptive mode: at most this many connections to one server (aria2's polite cap).
 MAX_CONNECTIONS = 16
+#: How many times ``on_change="restart"`` starts over before giving up.
+RESTARTS = 3
 #: The hash follows the written bytes in steps of at least this much.
 HASH_STEP = 16 * 1024 * 1024
 #: Write the control record at most this often (seconds).
@@ -85,7 +89,11 @@ class DownloadResult:
 
 
 class ControlRecord(msgspec.Struct, kw_only=True):
-    """What a resumed download needs to trust the ``.part`` file beside it."""
+    """What a resumed download needs to trust the ``.part`` file beside it.
+
+    ``url`` is the resume key: the URL, or for an eTiKeT file its ``scope/uid`` (its
+    download link may name another host next time); If-Range checks the rest.
+    """
 
     url: str
     size: int
@@ -120,9 +128,13 @@ class _Download:
         expected_sha256: str | None,
         on_change: Literal["raise", "restart"],
         name: str,
+        key: str | None = None,
+        expected: Callable[[], Awaitable[tuple[int | None, str | None]]] | None = None,
     ) -> None:
         self.http = http
         self.url = url
+        self.key = key or url
+        self.expected = expected
         self.dest = dest
         self.sink = Sink(dest)
         self.control = dest.with_name(dest.name + ".part.json")
@@ -156,7 +168,7 @@ class _Download:
             record = msgspec.json.decode(self.control.read_bytes(), type=ControlRecord)
         except (FileNotFoundError, msgspec.DecodeError):
             return None
-        if record.url != self.url or not self.sink.part.exists():
+        if record.url != self.key or not self.sink.part.exists():
             return None
         if self.expected_size is not None and record.size != self.expected_size:
             return None
@@ -175,7 +187,7 @@ class _Download:
             return
         self._last_record = now
         record = ControlRecord(
-            url=self.url, size=self.remote.size, etag=self.remote.etag, done=self.plan.done_ranges()
+            url=self.key, size=self.remote.size, etag=self.remote.etag, done=self.plan.done_ranges()
         )
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self._write_record, record)
@@ -203,9 +215,10 @@ class _Download:
                 if self.on_change != "restart":
                     raise
                 self.resumed = False
-                await self._start_over()
+                await self._follow_remote()
+                await self._start_over_on_change()
         else:
-            await self._start_over()
+            await self._start_over_on_change()
         size = self.remote.size
         assert size is not None
         await self._save(force=True)
@@ -223,6 +236,24 @@ class _Download:
             verified=verified,
             sha256=digest,
         )
+
+    async def _start_over_on_change(self) -> None:
+        """A fresh download; with ``on_change="restart"`` a remote that changes under it
+        is fetched again from the start (a few times at most)."""
+        for attempt in range(1, RESTARTS + 1):
+            try:
+                await self._start_over()
+                return
+            except RemoteChanged:
+                if self.on_change != "restart" or attempt == RESTARTS:
+                    raise
+                await self._follow_remote()
+
+    async def _follow_remote(self) -> None:
+        """Restarting after a change: what the file record said (size, hash) is stale; ask
+        again (``expected``). A hash the caller gave stays."""
+        if self.expected is not None:
+            self.expected_size, self.expected_sha256 = await self.expected()
 
     async def _start_over(self) -> None:
         """A fresh download: probe with the first ranged GET, then fan out."""
@@ -243,17 +274,20 @@ class _Download:
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await self._save(force=True)
-            raise collapse(
-                exc,
-                lambda msg, errors: DownloadError(
-                    f"{self.name}: connections {msg}", segments=dict(enumerate(errors))
-                ),
-            ) from None
+            raise collapse(exc, self._many_failed) from None
         if self.plan is not None and not self.plan.complete:
             raise DownloadError(
                 f"{self.name}: the transfer ended with bytes missing "
                 f"({self.plan.done_ranges()} of {self.remote.size})"
             )
+
+    def _many_failed(self, message: str, errors: list[Exception]) -> TransferError:
+        changed = [e for e in errors if isinstance(e, RemoteChanged)]
+        if changed:
+            return changed[0]  # several connections saw the same change: that is the news
+        return DownloadError(
+            f"{self.name}: connections {message}", segments=dict(enumerate(errors))
+        )
 
     async def _on_probe(
         self, seg: Segment, size: int | None, etag: str | None, ranges: bool
@@ -348,11 +382,14 @@ class _Download:
             "Accept-Encoding": "identity",
             "Range": f"bytes={seg.pos}-{'' if last is None else last}",
         }
-        if self.remote.etag and not probing:
+        if self.remote.etag and self.resumed and not probing:
+            # Resuming bytes of an earlier run: only if the remote is still that version.
+            # (Within one run every answer's ETag is compared with the probe's instead.)
             headers["If-Range"] = self.remote.etag
         stall = self.config.stall_timeout
+        # The stall watch starts with the answer: until then the connect and read
+        # timeouts apply, and a Retry-After wait inside send() is no stall.
         with anyio.CancelScope() as scope:
-            scope.deadline = anyio.current_time() + stall
             try:
                 async with self.http.send(
                     "GET", self.url, headers=headers, ok=frozenset({200, 206}), total_timeout=False
@@ -403,8 +440,22 @@ class _Download:
                 f"GET {self.url}: asked for bytes {seg.pos}-{seg.end - 1}, "
                 "the server sent the whole file (200)"
             )
+        etag = resp.headers.get("ETag")
+        if self.remote.etag and etag and etag != self.remote.etag:
+            # A server that ignores If-Range: never mix two versions in one file.
+            raise RemoteChanged(
+                f"{self.name}: the remote changed (ETag {etag}, was "
+                f"{self.remote.etag}); download it again, or use "
+                "on_change='restart'"
+            )
         start, end, total = _content_range(resp.headers.get("Content-Range"))
-        if start != seg.pos or end + 1 < seg.end or total != self.remote.size:
+        length = resp.content_length
+        if (
+            start != seg.pos
+            or end + 1 < seg.end
+            or total != self.remote.size
+            or (length is not None and length != end - start + 1)
+        ):
             raise ProtocolError(
                 f"GET {self.url}: asked for bytes {seg.pos}-{seg.end - 1} of "
                 f"{self.remote.size}, got Content-Range "
@@ -428,8 +479,10 @@ class _Download:
         async def flush() -> None:
             nonlocal pending, size
             if self.throttle is not None:
+                scope.deadline = math.inf  # waiting for the bandwidth limit is no stall
                 await self.throttle.take(size)
             written = await writer.write(seg.pos, pending)
+            scope.deadline = anyio.current_time() + stall  # a throttled wait is no stall
             seg.pos += written
             pending, size = [], 0
             self._written.set()
@@ -531,8 +584,11 @@ def _content_range(value: str | None) -> tuple[int, int, int | None]:
     match = _CONTENT_RANGE.fullmatch((value or "").strip())
     if not match:
         raise ProtocolError(f"a 206 answer needs a Content-Range, got {value!r}")
-    first, last, total = match.groups()
-    return int(first), int(last), None if total == "*" else int(total)
+    first, last, total = (int(v) if v != "*" else None for v in match.groups())
+    assert first is not None and last is not None
+    if last < first or (total is not None and last >= total):
+        raise ProtocolError(f"an impossible Content-Range {value!r} (RFC 9110 14.4)")
+    return first, last, total
 
 
 async def download(
@@ -547,11 +603,16 @@ async def download(
     expected_size: int | None = None,
     expected_sha256: str | None = None,
     on_change: Literal["raise", "restart"] = "raise",
+    resume_key: str | None = None,
+    expected: Callable[[], Awaitable[tuple[int | None, str | None]]] | None = None,
 ) -> DownloadResult:
     """Download ``url`` (a path on the client's server, or any absolute URL) to ``dest``.
 
     ``parallel`` fixes the number of connections; None adapts it (up to 16).
     ``segment_size`` is the smallest piece a connection takes over from another.
+    ``resume_key`` names the download for a later resume (default: the URL).
+    ``expected``: where the expected size and hash came from (the server's record), asked
+    again when ``on_change="restart"`` follows a new version.
     """
     if parallel is not None and parallel < 1:
         raise ValueError("parallel must be at least 1")
@@ -568,5 +629,7 @@ async def download(
         expected_sha256=expected_sha256,
         on_change=on_change,
         name=target.name,
+        key=resume_key,
+        expected=expected,
     )
     return await job.run()

@@ -14,8 +14,6 @@ does not do: two proxies in a row do it. The inner one ends the body early with 
 (``truncate_after``); the outer one, still owing the client the rest of the announced
 body, resets the client's connection (``_serve`` resets on a broken upstream).
 
-Tests marked ``xfail(strict=True)`` state the correct behaviour of an engine bug found
-while writing them (the reason names it); they pass once the engine is fixed.
 """
 
 from __future__ import annotations
@@ -47,6 +45,7 @@ import aetiket
 from aetiket import Client
 from aetiket._config import TransferConfig
 from aetiket.errors import (
+    AetiketError,
     ChecksumMismatch,
     DownloadError,
     RemoteChanged,
@@ -57,18 +56,12 @@ from aetiket.transfer.progress import Progress
 from tests.conftest import ServerProcess
 from tests.faultproxy import Fault, FaultProxy, Rule
 
-#: Engine bug (see test_no_file_handle_outlives_a_failed_or_cancelled_download): a worker
-#: cancelled while aiofiles opens its .part handle leaks that handle, which Python reports
-#: as an unraisable ResourceWarning; the other tests here are about bytes, so they let it
-#: pass. Test-tool issue: FaultProxy's _Upstream.open replaces an upstream connection that
-#: the upstream closed (at EOF) without closing its StreamWriter.
-PART_HANDLE_LEAK = r"Exception ignored .*<_io.FileIO name=.*[.]part'"
+#: Test-tool issue, not the engine: FaultProxy's _Upstream.open replaces an upstream
+#: connection that the upstream closed (at EOF) without closing its StreamWriter, which
+#: Python reports as an unraisable ResourceWarning when it is collected.
 PROXY_WRITER_LEAK = r"Exception ignored .*StreamWriter.__del__"
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.filterwarnings(
-        f"ignore:{PART_HANDLE_LEAK}:pytest.PytestUnraisableExceptionWarning"
-    ),
     pytest.mark.filterwarnings(
         f"ignore:{PROXY_WRITER_LEAK}:pytest.PytestUnraisableExceptionWarning"
     ),
@@ -345,7 +338,7 @@ async def test_fifty_downloads_through_faults_end_identical_or_with_the_right_er
                 result = await client.download(
                     env.scope, blob.uid, dest, parallel=case.parallel, progress=events.append
                 )
-            except TransferError as exc:
+            except AetiketError as exc:
                 assert case.fatal, f"{label}: {type(exc).__name__}: {exc}"
                 assert isinstance(exc, DownloadError), f"{label}: {exc!r}"
                 if case.old_file:
@@ -462,12 +455,6 @@ async def test_a_probe_whose_size_disagrees_with_the_record_raises_remote_change
     assert not dest.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: _content_range/_probe_answer accept a Content-Range whose last byte "
-    "is at or past its complete length (RFC 9110 14.4: invalid, MUST NOT be recombined); "
-    "without a content hash the engine publishes a truncated file as complete",
-)
 @bounded(30)
 async def test_an_invalid_content_range_never_yields_a_truncated_file(env: Env) -> None:
     size = 3 * MiB
@@ -490,14 +477,7 @@ async def test_an_invalid_content_range_never_yields_a_truncated_file(env: Env) 
 @pytest.mark.parametrize(
     "on_change",
     [
-        pytest.param(
-            "raise",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine bug: _Download._check never compares a 206's ETag with the "
-                "pinned one, so a server that ignores If-Range mixes two versions",
-            ),
-        ),
+        "raise",
         "restart",
     ],
 )
@@ -528,15 +508,7 @@ async def test_an_etag_that_changes_on_later_answers_is_a_remote_change(
     "on_change",
     [
         "raise",
-        pytest.param(
-            "restart",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine bug: _Download.run honours on_change='restart' only on a "
-                "resume (the record branch); a change met during a fresh download raises "
-                "RemoteChanged",
-            ),
-        ),
+        "restart",
     ],
 )
 @bounded(30)
@@ -599,27 +571,46 @@ async def test_content_replaced_between_a_cancelled_run_and_the_next(env: Env) -
         new = await env.fill(blob, seed=14)
         assert new.sha256 != blob.sha256
 
+        # One connection meets the change (several at once: see the next test).
         with pytest.raises(RemoteChanged):
-            await client.download(env.scope, blob.uid, dest, parallel=4, on_change="raise")
+            await client.download(env.scope, blob.uid, dest, parallel=1, on_change="raise")
         assert dest.read_bytes() == SENTINEL  # nothing of either version published
         assert listing(env.tmp) - {"resume"} == {dest.name} | part_files(dest)
 
-        result = await client.download(env.scope, blob.uid, dest, parallel=4, on_change="restart")
+        result = await client.download(env.scope, blob.uid, dest, parallel=1, on_change="restart")
     assert not result.resumed
     assert result.sha256 == new.sha256
     assert sha256_of(dest) == new.sha256
     assert listing(env.tmp) - {"resume"} == {dest.name}
 
 
+@bounded(40)
+async def test_several_connections_meeting_a_change_still_raise_remote_changed(
+    env: Env,
+) -> None:
+    blob = await env.blob(12 * MiB, seed=23)
+    dest = env.tmp / "out.bin"
+    async with FaultProxy(env.server.url) as proxy:
+        async with env.client(proxy.url) as client:
+            with anyio.move_on_after(1.0):
+                await client.download(env.scope, blob.uid, dest, parallel=8, bandwidth=4 * MiB)
+        assert 0 < record_done(dest) < blob.size
+        await env.fill(blob, seed=24)
+        # Hold every answer a moment, so that they come back together.
+        proxy.add(Fault(delay=0.3), method="GET", path=CONTENT)
+        errors = []
+        for _ in range(6):
+            async with env.client(proxy.url) as client:  # fresh connections each time
+                try:
+                    await client.download(env.scope, blob.uid, dest, parallel=8)
+                except TransferError as exc:
+                    errors.append(type(exc).__name__)
+    assert errors == ["RemoteChanged"] * 6
+
+
 # ---------------------------------------------------------------------------- retry timing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: the stall deadline of _Download._fetch also covers HttpCore.send's "
-    "Retry-After sleep, so a Retry-After longer than stall_timeout is cut short and the "
-    "request is sent again early (and counted as a stall)",
-)
 @bounded(30)
 async def test_retry_after_is_honoured_with_a_shorter_stall_timeout(env: Env) -> None:
     blob = await env.blob(1 * MiB, seed=15)
@@ -641,12 +632,6 @@ async def test_retry_after_is_honoured_with_a_shorter_stall_timeout(env: Env) ->
     assert elapsed >= 2.9, f"the retry came after {elapsed:.1f} s, Retry-After said 3"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: _read_into's flush() awaits Throttle.take inside the stall deadline; "
-    "when the bandwidth limit makes a block wait longer than stall_timeout, the block is "
-    "dropped as a stall, the debt stays, and the download never progresses",
-)
 @bounded(30)
 async def test_a_bandwidth_limit_slower_than_the_stall_timeout_still_completes(
     env: Env,
@@ -688,16 +673,7 @@ async def _settled(proxy: FaultProxy) -> int:
     "rerun_via",
     [
         "same-proxy",
-        pytest.param(
-            "new-proxy",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine bug: the control record is keyed on the URL; Client.download's "
-                "URL is the server's download_link, built from the request's Host, so a "
-                "rerun through another host:port (or a fresh presigned link) ignores the "
-                "record and fetches everything again",
-            ),
-        ),
+        "new-proxy",
     ],
 )
 @bounded(60)
@@ -792,14 +768,10 @@ async def test_a_cancelled_download_keeps_its_part_and_resumes(env: Env) -> None
     assert events[0].done >= done  # the resumed bytes count as done from the start
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: _Download._worker opens its writer (aiofiles.open runs open() in a "
-    "thread) unshielded; a worker cancelled during the open (a sibling failed, or the caller "
-    "cancelled) leaves the opened .part handle to the garbage collector (ResourceWarning)",
-)
 @bounded(30)
 async def test_no_file_handle_outlives_a_failed_or_cancelled_download(env: Env) -> None:
+    """Workers cancelled while they open or close their .part handle (a sibling failed,
+    or the caller cancelled) must not leave the handle to the garbage collector."""
     blob = await env.blob(7 * MiB, seed=22)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
@@ -810,6 +782,8 @@ async def test_no_file_handle_outlives_a_failed_or_cancelled_download(env: Env) 
                 for i in range(3):
                     with pytest.raises(DownloadError):
                         await client.download(env.scope, blob.uid, env.tmp / f"f{i}", parallel=8)
+                    await anyio.sleep(0.1)
+                proxy.clear()
                 for i in range(3):
                     with anyio.move_on_after(0.05 + 0.02 * i):
                         await client.download(
