@@ -689,8 +689,10 @@ class TusService:
                     # One buffer at a time (readany would join them: a copy per read).
                     chunk, boundary = await request.content.readchunk()
                     if not chunk:
-                        if boundary:
-                            continue  # an HTTP chunk ended (chunked encoding), not the body
+                        # (b"", True) ends an HTTP chunk of a chunked body; an empty body's
+                        # reader says the same forever, hence the EOF check.
+                        if boundary and not request.content.at_eof():
+                            continue
                         break
                     pending.append(chunk)
                     pending_size += len(chunk)

@@ -506,8 +506,10 @@ class _Download:
                     f"{seg.pos}: {type(exc).__name__}: {exc}"
                 ) from exc
             if not chunk:
-                if boundary:
-                    continue  # the end of an HTTP chunk (chunked encoding), not of the body
+                # (b"", True) ends an HTTP chunk of a chunked body; an empty body's reader
+                # says the same forever, hence the EOF check.
+                if boundary and not resp.content.at_eof():
+                    continue
                 break
             scope.deadline = anyio.current_time() + stall
             room = seg.end - (seg.pos + size)
