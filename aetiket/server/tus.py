@@ -613,7 +613,8 @@ class TusService:
                 new_offset = offset + received
                 await self.db.run(_set_progress, uid, new_offset, length)
                 upload.offset, upload.length = new_offset, length
-                if error is None and length is not None and new_offset == length:
+                # All bytes in, even if the client left right after the last one: done.
+                if length is not None and new_offset == length:
                     await self._finish(upload)
         finally:
             self._busy.discard(uid)

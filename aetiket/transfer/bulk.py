@@ -189,10 +189,14 @@ async def _run_all(
     """Run ``(size, job)`` pairs, biggest first, each holding its share of the budget."""
     results: list[ItemResult | None] = [None] * len(jobs)
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0])
+    # Several large files already run side by side: split each less (a split costs the
+    # server a concatenation; the files themselves are the parallelism).
+    large = sum(1 for size, _ in jobs if size >= min_large)
+    per_large = max(1, parallel // max(1, min(large, budget.total)))
 
     async def one(index: int) -> None:
         size, job = jobs[index]
-        want = parallel if size >= min_large else 1
+        want = per_large if size >= min_large else 1
         took = await budget.acquire(want)
         try:
             result = await job(took)
@@ -277,7 +281,7 @@ async def push_folder(
                 known = remote.get(fuid)
                 if (
                     known is not None
-                    and known.status in (FileStatus.available, FileStatus.secured)
+                    and known.status is not FileStatus.unavailable
                     and known.size == size
                     and known.etag == await _sha256(path)
                 ):
@@ -394,7 +398,8 @@ async def pull_dataset(
                 target = base.joinpath(*rel.parts)
                 if not target.resolve().is_relative_to(base):
                     raise TransferError(f"the name {record.name!r} would leave {root}")
-                if record.status not in (FileStatus.available, FileStatus.secured):
+                # A pending file with an ETag has content (an upload of it is open).
+                if record.status is FileStatus.unavailable or record.etag is None:
                     raise TransferError(f"no content yet (status {record.status.value})")
                 if await anyio.to_thread.run_sync(target.is_file) and (
                     (await anyio.to_thread.run_sync(target.stat)).st_size == size
