@@ -33,5 +33,9 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks (benchmarks/): prints figures and ratios against peer tools."""
-    session.install("-e", ".", "pydantic>=2")
+    # The Python peers of upload.py and download.py (the others they install themselves:
+    # apt aria2 axel curl nginx iperf3, npm benchmarks/node).
+    session.install(
+        "-e", ".", "pydantic>=2", "tuspy", "aiotus", "resumable-upload>=0.3,<1", "aiohttp"
+    )
     session.run("python", "benchmarks/run.py", *session.posargs)

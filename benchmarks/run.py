@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["server_rates", "decode", "api_calls"]
+BENCHMARKS = ["server_rates", "decode", "api_calls", "upload", "download", "bulk"]
 
 
 def main(argv: list[str]) -> int:
