@@ -56,6 +56,8 @@ __all__ = ("DownloadResult", "download")
 PROBE = 4 * 1024 * 1024
 #: Adaptive mode: a connection faster than this is not helped by company (bytes/s).
 FAST_CONNECTION = 300e6
+#: Adaptive mode: connections to start with, before measuring.
+START_CONNECTIONS = 4
 #: Adaptive mode: at most this many connections to one server (aria2's polite cap).
 MAX_CONNECTIONS = 16
 #: How many times ``on_change="restart"`` starts over before giving up.
@@ -298,7 +300,11 @@ class _Download:
             raise RemoteChanged(
                 f"{self.name}: the server sends {size} bytes, the record says {self.expected_size}"
             )
-        await self.sink.prepare(size, keep=True)  # reserve the whole size now
+        await self.sink.prepare(None, keep=True)
+        # Reserving the blocks can take most of a second per GiB (tmpfs): it runs beside
+        # the transfer, which writes into the same file meanwhile (fallocate keeps data).
+        if size is not None and ranges:
+            self._tg.start_soon(self.sink.preallocate, size)
         total = size
         self.tracker = ProgressTracker(self.name, total, [total], self.progress)
         if not ranges or size is None:
@@ -318,12 +324,14 @@ class _Download:
             for _ in range(self.parallel - self.workers):
                 self._spawn()
             return
-        if first:
+        # Start with a few (one more round trip each would cost a long link dearly), then
+        # double while that raises the rate.
+        for _ in range(START_CONNECTIONS - (0 if first else 1)):
             self._spawn()
         best = 0.0
         while self.workers and self.plan.splittable():
             before = self.tracker.done if self.tracker else 0
-            window = 0.3
+            window = 0.25
             await anyio.sleep(window)
             rate = ((self.tracker.done if self.tracker else 0) - before) / window
             per_connection = rate / max(1, self.workers)
@@ -475,6 +483,7 @@ class _Download:
         size = 0
         tracker = self.tracker
         assert tracker is not None
+        rearm = 0.0
 
         async def flush() -> None:
             nonlocal pending, size
@@ -511,7 +520,10 @@ class _Download:
                 if boundary and not resp.content.at_eof():
                     continue
                 break
-            scope.deadline = anyio.current_time() + stall
+            now = time.monotonic()
+            if now >= rearm:  # moving the deadline costs a timer: not for every chunk
+                scope.deadline = anyio.current_time() + stall
+                rearm = now + stall / 8
             room = seg.end - (seg.pos + size)
             if len(chunk) > room:
                 chunk = chunk[:room]  # the tail went to another connection

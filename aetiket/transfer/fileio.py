@@ -231,8 +231,8 @@ class Sink:
         return f"<Sink {self.dest}>"
 
     async def prepare(self, size: int | None, *, keep: bool) -> None:
-        """Create the ``.part`` file (or keep the one there, for a resume) and reserve
-        ``size`` bytes where the OS can."""
+        """Create the ``.part`` file (or keep the one there, for a resume), ``size`` bytes
+        long when given (sparse: see :meth:`preallocate`)."""
 
         def run() -> None:
             self.dest.parent.mkdir(parents=True, exist_ok=True)
@@ -240,13 +240,26 @@ class Sink:
             fd = os.open(self.part, flags, 0o644)
             try:
                 if size is not None:
-                    if hasattr(os, "posix_fallocate") and size > 0:
-                        try:
-                            os.posix_fallocate(fd, 0, size)
-                        except OSError:
-                            os.ftruncate(fd, size)  # a filesystem without fallocate
-                    else:
-                        os.ftruncate(fd, size)
+                    os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
+
+        await anyio.to_thread.run_sync(run)
+
+    async def preallocate(self, size: int) -> None:
+        """Reserve the file's blocks where the OS can (no ENOSPC halfway), keeping any
+        data already written; the length becomes ``size``."""
+
+        def run() -> None:
+            fd = os.open(self.part, os.O_RDWR)
+            try:
+                if hasattr(os, "posix_fallocate") and size > 0:
+                    try:
+                        os.posix_fallocate(fd, 0, size)
+                        return
+                    except OSError:
+                        pass  # a filesystem without fallocate
+                os.ftruncate(fd, size)
             finally:
                 os.close(fd)
 

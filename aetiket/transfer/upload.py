@@ -26,7 +26,7 @@ import dataclasses
 import itertools
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -125,6 +125,7 @@ class _Engine:
         self.throttle = Throttle(config.bandwidth) if config.bandwidth else None
         self.algorithm: str | None = None
         self.resumed = False
+        self._offsets: dict[int, int] = {}  # resumed parts' offsets, asked up front
 
     # -- setup
 
@@ -236,16 +237,36 @@ class _Engine:
             self.target, self.src.size, [p.end - p.start for p in record.parts], self.progress
         )
         digest: dict[str, str] = {}
+        hashing = self.config.verify and self.etiket
+        hashed = anyio.Event()
 
         async def hash_source() -> None:
             digest["sha256"] = await self.src.sha256()
+            hashed.set()
+
+        async def source_sha256() -> str | None:
+            if not hashing:
+                return None
+            await hashed.wait()
+            return digest["sha256"]
 
         try:
             async with anyio.create_task_group() as tg:
-                if self.config.verify and self.etiket:
+                # The source's hash runs beside the transfer and the final upload: only
+                # the check at the very end waits for it.
+                if hashing:
                     tg.start_soon(hash_source)
-                for index in range(len(record.parts)):
-                    tg.start_soon(self._run_part, index, tracker)
+                if self.resumed:
+                    await self._resume_offsets(tracker)
+                async with anyio.create_task_group() as parts:
+                    for index in range(len(record.parts)):
+                        parts.start_soon(self._run_part, index, tracker)
+                if not await self.src.unchanged():
+                    raise UploadError(
+                        f"{self.src.name} changed while it was being uploaded; "
+                        "upload it again once it is complete"
+                    )
+                url = await self._finish(record, source_sha256)
         except BaseException as exc:
             raise collapse(
                 exc,
@@ -253,12 +274,6 @@ class _Engine:
                     f"{self.target}: parts {msg}", parts=dict(enumerate(errors))
                 ),
             ) from None
-        if not await self.src.unchanged():
-            raise UploadError(
-                f"{self.src.name} changed while it was being uploaded; "
-                "upload it again once it is complete"
-            )
-        url = await self._finish(record, digest.get("sha256"))
         verified = await self._verify(url, digest.get("sha256"))
         await self.store.delete(key)
         await tracker.finish()
@@ -277,7 +292,9 @@ class _Engine:
         with anyio.CancelScope(shield=True):
             await self.store.save(self.key, self.record)
 
-    async def _finish(self, record: UploadRecord, sha256: str | None) -> str:
+    async def _finish(
+        self, record: UploadRecord, source_sha256: Callable[[], Awaitable[str | None]]
+    ) -> str:
         """The final upload of a parallel upload (or the single upload's URL)."""
         if not record.concat:
             url = record.parts[0].url
@@ -300,6 +317,7 @@ class _Engine:
                 # The final may exist already (a run that died after sending it, or an
                 # answer lost on the way): if the file holds our bytes, that is success.
                 # Otherwise a POST is only sent again after checking that.
+                sha256 = await source_sha256()
                 if sha256 is not None and await self._etiket_matches(sha256):
                     return record.parts[0].url or ""
                 failures += 1
@@ -362,7 +380,7 @@ class _Engine:
         part = self.record.parts[index]
         length = part.end - part.start
         failures = 0
-        offset: int | None = None
+        offset: int | None = self._offsets.pop(index, None)
         async with self.src.reader() as reader:
             while True:
                 generation = self.http.token_generation
@@ -407,6 +425,24 @@ class _Engine:
                         parts={index: failure},
                     ) from failure
                 await anyio.sleep(self.http.retry.delay(failures, retry_after_of(failure)))
+
+    async def _resume_offsets(self, tracker: ProgressTracker) -> None:
+        """Ask for every resumed part's offset at once, so that progress starts from all
+        the bytes already there (a part that cannot be asked goes on as usual)."""
+
+        async def ask(index: int, url: str) -> None:
+            try:
+                state = await tus.head(self.http, url)
+            except (ApiError, TransportError, ProtocolError):
+                return  # its runner will HEAD again and handle what happened
+            if state.offset is not None:
+                self._offsets[index] = state.offset
+                tracker.start_part_at(index, state.offset)
+
+        async with anyio.create_task_group() as tg:
+            for index, part in enumerate(self.record.parts):
+                if part.url is not None:
+                    tg.start_soon(ask, index, part.url)
 
     async def _create_part(self, index: int, reader: Reader) -> int:
         part = self.record.parts[index]
