@@ -4,8 +4,8 @@ The first request is a ranged GET of the file's head: its answer gives the size,
 and whether Range works. Then connections fetch segments and write them at their offsets
 into a preallocated ``<dest>.part`` file; a connection that runs out of work takes half of
 the largest segment still running (``plan.SegmentPlan``), so a slow connection never
-holds the tail back. Without ``parallel`` the engine adapts: it keeps doubling its
-connections while that raises the rate and a connection is slower than a fast local link.
+holds the tail back. Without ``parallel`` the engine adapts: it starts with 8 and doubles
+(up to 16) while each connection is slow (window- or cap-bound) and doubling pays.
 
 Every answer is checked before a byte is written: the status, a Content-Range equal to
 what was asked, and the number of bytes. A control record beside the ``.part`` file (the
@@ -54,10 +54,12 @@ __all__ = ("DownloadResult", "download")
 
 #: The first request asks for this much; small files are done in one request.
 PROBE = 4 * 1024 * 1024
-#: Adaptive mode: a connection faster than this is not helped by company (bytes/s).
-FAST_CONNECTION = 300e6
-#: Adaptive mode: connections to start with, before measuring.
-START_CONNECTIONS = 4
+#: Adaptive mode: while each connection moves less than this (bytes/s), the path is
+#: window- or cap-bound (a long link, a per-connection limit) and more connections help.
+SLOW_CONNECTION = 40e6
+#: Adaptive mode: connections to start with, before measuring (near the best on a fast
+#: local link and on a long one alike, measured in benchmarks/download.py).
+START_CONNECTIONS = 8
 #: Adaptive mode: at most this many connections to one server (aria2's polite cap).
 MAX_CONNECTIONS = 16
 #: How many times ``on_change="restart"`` starts over before giving up.
@@ -335,7 +337,7 @@ class _Download:
             await anyio.sleep(window)
             rate = ((self.tracker.done if self.tracker else 0) - before) / window
             per_connection = rate / max(1, self.workers)
-            if self.workers >= MAX_CONNECTIONS or per_connection >= FAST_CONNECTION:
+            if self.workers >= MAX_CONNECTIONS or per_connection >= SLOW_CONNECTION:
                 continue
             if best and rate < best * 1.15:
                 continue  # more connections stopped paying off: hold
