@@ -126,6 +126,7 @@ class _Engine:
         self.algorithm: str | None = None
         self.resumed = False
         self._offsets: dict[int, int] = {}  # resumed parts' offsets, asked up front
+        self.keep_records = True
 
     # -- setup
 
@@ -220,8 +221,10 @@ class _Engine:
         self.algorithm = self._choose_checksum(info)
         fingerprint = await self.src.fingerprint()
         key = record_key(self.endpoint_url, self.target, fingerprint)
-        record = await self.store.load(key)
-        if record is None and self.etiket:
+        # A source that goes in its creation request has nothing to resume: no record.
+        self.keep_records = self.src.size > SMALL
+        record = await self.store.load(key) if self.keep_records else None
+        if record is None and self.etiket and self.keep_records:
             record = await self._recover(fingerprint)
         if (
             record is not None
@@ -231,8 +234,8 @@ class _Engine:
             self.resumed = True
         else:
             record = await self._plan(info, fingerprint)
-        await self.store.save(key, record)
         self.key, self.record = key, record
+        await self._save()
         tracker = ProgressTracker(
             self.target, self.src.size, [p.end - p.start for p in record.parts], self.progress
         )
@@ -275,7 +278,8 @@ class _Engine:
                 ),
             ) from None
         verified = await self._verify(url, digest.get("sha256"))
-        await self.store.delete(key)
+        if self.keep_records:
+            await self.store.delete(key)
         await tracker.finish()
         return UploadResult(
             name=self.src.name,
@@ -289,6 +293,8 @@ class _Engine:
         )
 
     async def _save(self) -> None:
+        if not self.keep_records:
+            return
         with anyio.CancelScope(shield=True):
             await self.store.save(self.key, self.record)
 
