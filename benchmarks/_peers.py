@@ -612,3 +612,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int
 
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def print_goal_count(goals: list[tuple[str, bool]]) -> None:
+    """The last line of a benchmark: how many goals passed."""
+    if goals:
+        passed = sum(1 for _, ok in goals if ok)
+        print(f"\ngoals: {passed} of {len(goals)} PASS")

@@ -17,14 +17,16 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 NETLAB = Path(os.environ.get("NETLAB_DIR", REPO.parent / "shared" / "netlab"))
 WAN_SH = NETLAB / "wan.sh"
 NS = "netlab_wan"
 HOST_IP = "169.254.78.1"  # root side: the clients
+T = TypeVar("T")
 NS_IP = "169.254.78.2"  # the namespace: the servers
 NETNS_PREFIX = ["ip", "netns", "exec", NS]
 RUN_DIR = Path(os.environ.get("NETLAB_RUN", "/tmp/netlab"))
@@ -79,3 +81,19 @@ def wan_link(max_seconds: int = 3600) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["bash", str(WAN_SH), "down"], check=False, env=env)
+
+
+def run_on_link(run: Callable[[], list[T]], ensure: Callable[[dict[str, str]], object]) -> list[T]:
+    """``run()`` with the emulated link up (``ensure`` installs its tools first); when the
+    link cannot be had, say why and return nothing."""
+    ensure(TOOLS)
+    why = unavailable()
+    if why:
+        print(f"\nWAN part skipped: {why}")
+        return []
+    try:
+        with wan_link():
+            return run()
+    except LinkFailed as exc:
+        print(f"\nWAN part skipped: {exc}")
+        return []

@@ -38,9 +38,24 @@ def cpu_seconds(pid: int) -> float:
 
 def start_server(data: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aetiket", "serve", "--port", "0", "--data-dir", str(data),
-         "--admin-user", USER, "--admin-password", PASSWORD],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-m",
+            "aetiket",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data),
+            "--admin-user",
+            USER,
+            "--admin-password",
+            PASSWORD,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         m = re.search(r"listening on (\S+)", line)
@@ -49,8 +64,13 @@ def start_server(data: Path) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("server did not start")
 
 
-def api(url: str, path: str, token: str | None = None, body: object = None,
-        form: dict[str, str] | None = None) -> object:
+def api(
+    url: str,
+    path: str,
+    token: str | None = None,
+    body: object = None,
+    form: dict[str, str] | None = None,
+) -> object:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = None
     if form is not None:
@@ -69,30 +89,64 @@ def b64(s: str) -> str:
 
 
 def curl(*args: str) -> str:
-    out = subprocess.run(["curl", "-sS", "--fail-with-body", *args], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["curl", "-sS", "--fail-with-body", *args], check=True, capture_output=True, text=True
+    )
     return out.stdout
 
 
 def tus_create(url: str, token: str, headers: list[str]) -> str:
     out = subprocess.run(
-        ["curl", "-sS", "-D", "-", "-o", "/dev/null", "-X", "POST", f"{url}/api/v1/uploads/",
-         "-H", f"Authorization: Bearer {token}", "-H", "Tus-Resumable: 1.0.0",
-         *functools.reduce(operator.iadd, (["-H", h] for h in headers), [])],
-        check=True, capture_output=True, text=True).stdout
+        [
+            "curl",
+            "-sS",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-X",
+            "POST",
+            f"{url}/api/v1/uploads/",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "-H",
+            "Tus-Resumable: 1.0.0",
+            *functools.reduce(operator.iadd, (["-H", h] for h in headers), []),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     m = re.search(r"(?im)^location:\s*(\S+)", out)
     assert m, out
     return m.group(1)
 
 
-def patch_cmd(location: str, token: str, path: Path, offset: int = 0, length: int | None = None
-              ) -> list[str]:
+def patch_cmd(
+    location: str, token: str, path: Path, offset: int = 0, length: int | None = None
+) -> list[str]:
     # -T streams the file (no whole-file read into memory); -X PATCH sets the tus method.
     src = str(path)
-    cmd = ["curl", "-sS", "--fail-with-body", "-X", "PATCH", location, "-T", src,
-           "-H", f"Authorization: Bearer {token}", "-H", "Tus-Resumable: 1.0.0",
-           "-H", f"Upload-Offset: {offset}",
-           "-H", "Content-Type: application/offset+octet-stream", "-H", "Expect:"]
+    cmd = [
+        "curl",
+        "-sS",
+        "--fail-with-body",
+        "-X",
+        "PATCH",
+        location,
+        "-T",
+        src,
+        "-H",
+        f"Authorization: Bearer {token}",
+        "-H",
+        "Tus-Resumable: 1.0.0",
+        "-H",
+        f"Upload-Offset: {offset}",
+        "-H",
+        "Content-Type: application/offset+octet-stream",
+        "-H",
+        "Expect:",
+    ]
     return cmd
 
 
@@ -102,9 +156,11 @@ def limit_loopback(size: int) -> float:
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     port = srv.getsockname()[1]
-    code = (f"import socket;s=socket.create_connection(('127.0.0.1',{port}));"
-            f"b=bytes(1<<20);n={size}\nwhile n>0: s.sendall(b[:min(n,1<<20)]); n-=1<<20\n"
-            "s.close()")
+    code = (
+        f"import socket;s=socket.create_connection(('127.0.0.1',{port}));"
+        f"b=bytes(1<<20);n={size}\nwhile n>0: s.sendall(b[:min(n,1<<20)]); n-=1<<20\n"
+        "s.close()"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     conn, _ = srv.accept()
     start = time.perf_counter()
@@ -151,16 +207,25 @@ def main() -> None:
         rows: list[tuple[str, float, float]] = []
         proc, url = start_server(tmp / "data")
         try:
-            tok = api(url, "/api/v1/token", form={"username": USER, "password": PASSWORD,
-                                                  "scope": ""})
+            tok = api(
+                url, "/api/v1/token", form={"username": USER, "password": PASSWORD, "scope": ""}
+            )
             token = tok["access_token"]  # type: ignore[index]
             api(url, "/api/v1/scopes/", token, {"name": "bench", "description": "bench"})
 
             def new_file() -> str:
                 uid = os.urandom(6).hex()
-                api(url, "/api/v1/datasets/", token, {
-                    "name": "bench", "uid": uid, "scope": "bench",
-                    "files": [{"name": "f", "uid": uid}]})
+                api(
+                    url,
+                    "/api/v1/datasets/",
+                    token,
+                    {
+                        "name": "bench",
+                        "uid": uid,
+                        "scope": "bench",
+                        "files": [{"name": "f", "uid": uid}],
+                    },
+                )
                 return uid
 
             def measure(name: str, fn: object) -> None:
@@ -172,8 +237,14 @@ def main() -> None:
             uid1 = new_file()
 
             def single() -> None:
-                loc = tus_create(url, token, [f"Upload-Length: {size}", "Upload-Metadata: "
-                                              f"scope {b64('bench')},uid {b64(uid1)}"])
+                loc = tus_create(
+                    url,
+                    token,
+                    [
+                        f"Upload-Length: {size}",
+                        f"Upload-Metadata: scope {b64('bench')},uid {b64(uid1)}",
+                    ],
+                )
                 subprocess.run(patch_cmd(loc, token, src), check=True)
 
             measure("upload: 1 tus PATCH (curl)", single)
@@ -192,14 +263,25 @@ def main() -> None:
                 slices.append(piece)
 
             def parallel() -> None:
-                locs = [tus_create(url, token, ["Upload-Concat: partial",
-                                                f"Upload-Length: {s.stat().st_size}"])
-                        for s in slices]
-                procs = [subprocess.Popen(patch_cmd(loc, token, s))
-                         for loc, s in zip(locs, slices, strict=False)]
+                locs = [
+                    tus_create(
+                        url, token, ["Upload-Concat: partial", f"Upload-Length: {s.stat().st_size}"]
+                    )
+                    for s in slices
+                ]
+                procs = [
+                    subprocess.Popen(patch_cmd(loc, token, s))
+                    for loc, s in zip(locs, slices, strict=False)
+                ]
                 assert all(p.wait() == 0 for p in procs)
-                tus_create(url, token, ["Upload-Concat: final;" + " ".join(locs),
-                                        f"Upload-Metadata: scope {b64('bench')},uid {b64(uid2)}"])
+                tus_create(
+                    url,
+                    token,
+                    [
+                        "Upload-Concat: final;" + " ".join(locs),
+                        f"Upload-Metadata: scope {b64('bench')},uid {b64(uid2)}",
+                    ],
+                )
 
             measure(f"upload: {args.parts} partials + final (curl)", parallel)
             for uid in (uid1, uid2):
@@ -207,18 +289,31 @@ def main() -> None:
                 assert rec["etag"] == sha and rec["status"] == "available", rec  # type: ignore[index]
             file_url = f"{url}/api/v1/files/bench/{uid1}"
             auth = ["-H", f"Authorization: Bearer {token}"]
-            measure("download: 1 GET (curl -o /dev/null)",
-                    lambda: curl("-o", "/dev/null", *auth, file_url))
+            measure(
+                "download: 1 GET (curl -o /dev/null)",
+                lambda: curl("-o", "/dev/null", *auth, file_url),
+            )
             out = tmp / "download.bin"
-            measure("download: 1 GET to disk (curl)", lambda: curl("-o", str(out), *auth,
-                                                                    file_url))
+            measure("download: 1 GET to disk (curl)", lambda: curl("-o", str(out), *auth, file_url))
             assert hashlib.sha256(out.read_bytes()).hexdigest() == sha
 
             def ranged() -> None:
-                procs = [subprocess.Popen(
-                    ["curl", "-sS", "--fail", "-o", "/dev/null", *auth, "-H",
-                     f"Range: bytes={i * step}-{min(size, (i + 1) * step) - 1}", file_url])
-                    for i in range(args.parts)]
+                procs = [
+                    subprocess.Popen(
+                        [
+                            "curl",
+                            "-sS",
+                            "--fail",
+                            "-o",
+                            "/dev/null",
+                            *auth,
+                            "-H",
+                            f"Range: bytes={i * step}-{min(size, (i + 1) * step) - 1}",
+                            file_url,
+                        ]
+                    )
+                    for i in range(args.parts)
+                ]
                 assert all(p.wait() == 0 for p in procs)
 
             measure(f"download: {args.parts} parallel ranges (curl)", ranged)

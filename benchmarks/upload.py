@@ -456,30 +456,22 @@ def main() -> int:
             node_ok=node_ok,
         )
     if not args.no_wan:
-        P.ensure_apt(_wan.TOOLS)
-        why = _wan.unavailable()
-        if why:
-            print(f"\nWAN part skipped: {why}")
-        else:
-            try:
-                with _wan.wan_link():
-                    goals += run_network(
-                        "WAN 50 ms RTT (wan.sh)",
-                        size=wan_size,
-                        repeat=args.repeat,
-                        host=_wan.NS_IP,
-                        prefix=_wan.NETNS_PREFIX,
-                        clients=clients,
-                        servers=servers,
-                        root=root,
-                        wan=True,
-                        node_ok=node_ok,
-                    )
-            except _wan.LinkFailed as exc:
-                print(f"\nWAN part skipped: {exc}")
-    if goals:
-        passed = sum(1 for _, ok in goals if ok)
-        print(f"\ngoals: {passed} of {len(goals)} PASS")
+        goals += _wan.run_on_link(
+            lambda: run_network(
+                "WAN 50 ms RTT (wan.sh)",
+                size=wan_size,
+                repeat=args.repeat,
+                host=_wan.NS_IP,
+                prefix=_wan.NETNS_PREFIX,
+                clients=clients,
+                servers=servers,
+                root=root,
+                wan=True,
+                node_ok=node_ok,
+            ),
+            P.ensure_apt,
+        )
+    P.print_goal_count(goals)
     return 0
 
 
