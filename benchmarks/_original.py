@@ -1,6 +1,6 @@
 """The virtualenv of the ORIGINAL eTiKeT client (etiket-client 0.1.4 with tuspy 1.0.3).
 
-The benchmarks' twin of tests/original/conftest.py (without pytest): the original client
+Shared by the benchmarks and tests/original/conftest.py (no pytest here): the original client
 pins httpx<0.23, so it runs in a virtualenv of its own, made once and reused, at
 ``$AETIKET_ORIGINAL_VENV`` if set, else at ``<repo>/.venv-original``. A benchmark asks
 :func:`original_python` for its interpreter and prints the peer as unavailable when the
@@ -83,7 +83,7 @@ def create_venv(venv: Path) -> None:
         check=False,
     )
     if pip.returncode != 0:
-        output = (pip.stdout + pip.stderr)[-2000:]
+        output = (pip.stdout + pip.stderr)[-4000:]
         raise Unavailable(f"cannot install {' '.join(REQUIREMENTS)} into {venv}:\n{output}")
 
 
