@@ -692,8 +692,8 @@ async def test_kill_9_mid_download_then_the_rerun_fetches_only_what_is_missing(
             str(CHILD),
             "--url",
             first.url,
-            "--token",
-            env.direct.token or "",
+            # "=" form: a url-safe token may start with "-", which argparse takes for a flag.
+            f"--token={env.direct.token or ''}",
             "--scope",
             env.scope,
             "--uid",

@@ -472,7 +472,7 @@ def child_command(
         "--url", url,
         "--auth-url", env.server.url,
         "--user", env.server.admin_user,
-        "--password", env.server.admin_password,
+        f"--password={env.server.admin_password}",
         "--scope", env.scope,
         "--uid", uid,
         "--path", str(path),
