@@ -33,6 +33,7 @@ import anyio
 import anyio.to_thread
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from anyio.streams.memory import MemoryObjectSendStream
 
 from ..errors import (
     ApiError,
@@ -673,44 +674,43 @@ class TusService:
         hashers = [h for h in (body_hash, running) if h is not None]
         fd = await anyio.to_thread.run_sync(os.open, self.data_path(upload.uid), os.O_WRONLY)
         received = 0
-        # Chunks as aiohttp hands them over, written with one pwritev per block: no copy.
-        pending: list[bytes] = []
-        pending_size = 0
+        write_error: OSError | None = None
+        read_error: Exception | None = None
+        # Blocks go to a writer task through a one-slot queue: the socket is read while the
+        # previous block is written and hashed in a thread (two cores at work, not one
+        # after the other); at most three blocks are held.
+        blocks_in, blocks_out = anyio.create_memory_object_stream[list[bytes]](1)
 
-        async def flush() -> None:
-            nonlocal received, pending, pending_size
-            chunks, pending, pending_size = pending, [], 0
-            received += await anyio.to_thread.run_sync(
-                _write_chunks, fd, chunks, upload.offset + received, hashers
-            )
+        async def write_blocks(scope: anyio.CancelScope) -> None:
+            nonlocal received, write_error
+            async with blocks_out:
+                async for chunks in blocks_out:
+                    try:
+                        received += await anyio.to_thread.run_sync(
+                            _write_chunks, fd, chunks, upload.offset + received, hashers
+                        )
+                    except OSError as exc:  # the disk, not the client: no point reading on
+                        write_error = exc
+                        scope.cancel()
+                        return
 
         try:
-            try:
-                while True:
-                    # One buffer at a time (readany would join them: a copy per read).
-                    chunk, boundary = await request.content.readchunk()
-                    if not chunk:
-                        # (b"", True) ends an HTTP chunk of a chunked body; an empty body's
-                        # reader says the same forever, hence the EOF check.
-                        if boundary and not request.content.at_eof():
-                            continue
-                        break
-                    pending.append(chunk)
-                    pending_size += len(chunk)
-                    if received + pending_size > room:
-                        raise BadRequest("The body goes past the upload's length")
-                    if pending_size >= block or len(pending) >= _MAX_IOV:
-                        await flush()
-            except (OSError, HttpProcessingError) as exc:
-                # The client went away or sent a broken body. Keep what arrived (tus: store
-                # as much as possible) unless a checksum makes the chunk all-or-nothing.
-                if pending and checksum is None:
-                    await flush()
-                raise _BodyInterrupted(received) from exc
-            if pending:
-                await flush()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(write_blocks, tg.cancel_scope)
+                async with blocks_in:
+                    try:
+                        await _read_body(request, blocks_in, room, block, checksum is None)
+                    except Exception as exc:  # raised below, once the writer is done
+                        read_error = exc
         finally:
             os.close(fd)
+        if write_error is not None:
+            raise write_error
+        if isinstance(read_error, OSError | HttpProcessingError):
+            # The client went away or sent a broken body: what arrived is on disk.
+            raise _BodyInterrupted(received) from read_error
+        if read_error is not None:
+            raise read_error
         if checksum is not None and body_hash is not None and body_hash.digest() != checksum[1]:
             await self._truncate(upload, upload.offset)
             raise ChecksumRejected(
@@ -821,6 +821,44 @@ class TusService:
 
 
 _MAX_IOV = 512  # well under IOV_MAX (1024 on Linux)
+
+
+async def _read_body(
+    request: web.Request,
+    blocks: MemoryObjectSendStream[list[bytes]],
+    room: int,
+    block: int,
+    keep_tail: bool,
+) -> None:
+    """Hand a request body to ``blocks`` as lists of aiohttp's own buffers, ``block``
+    bytes or more each (no joining: no copy). On a broken body the bytes read so far
+    are handed over too when ``keep_tail`` (tus: keep what arrived), then it raises."""
+    pending: list[bytes] = []
+    pending_size = total = 0
+    try:
+        while True:
+            # One buffer at a time (readany would join them: a copy per read).
+            chunk, boundary = await request.content.readchunk()
+            if not chunk:
+                # (b"", True) ends an HTTP chunk of a chunked body; an empty body's reader
+                # says the same forever, hence the EOF check.
+                if boundary and not request.content.at_eof():
+                    continue
+                break
+            total += len(chunk)
+            if total > room:
+                raise BadRequest("The body goes past the upload's length")
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size >= block or len(pending) >= _MAX_IOV:
+                await blocks.send(pending)
+                pending, pending_size = [], 0
+    except (OSError, HttpProcessingError):
+        if pending and keep_tail:
+            await blocks.send(pending)
+        raise
+    if pending:
+        await blocks.send(pending)
 
 
 def _write_chunks(fd: int, chunks: list[bytes], pos: int, hashers: list[Any]) -> int:

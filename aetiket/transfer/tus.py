@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Final
 
 import aiohttp
+import aiohttp.payload
 from yarl import URL
 
 from .._http import HttpCore, Idempotency
@@ -212,7 +213,7 @@ async def patch(
     http: HttpCore,
     url: str,
     offset: int,
-    data: bytes | AsyncIterable[bytes],
+    data: bytes | AsyncIterable[bytes] | aiohttp.payload.Payload,
     *,
     size: int,
     length: int | None = None,
@@ -220,7 +221,8 @@ async def patch(
 ) -> int:
     """PATCH ``size`` bytes at ``offset``; returns the server's new offset.
 
-    ``data`` is bytes, or an async iterable streamed as it is read. ``checksum`` is a
+    ``data`` is bytes, an async iterable streamed as it is read, or an aiohttp payload
+    (the engine's bodies, see :meth:`.fileio.Reader.body`). ``checksum`` is a
     ready ``Upload-Checksum`` value (see :func:`checksum_header`: the digest must be known
     before the body goes). ``length`` declares a deferred length. A new offset other than
     ``offset + size`` is a ``ProtocolError``.

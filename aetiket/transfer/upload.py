@@ -26,9 +26,10 @@ import dataclasses
 import itertools
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp.payload
 import anyio
 
 from .._config import DEFAULT_TRANSFER, TransferConfig, default_home
@@ -50,7 +51,7 @@ from ..errors import (
 )
 from ..models import FileOut, FileStatus
 from . import tus
-from .fileio import Reader, Source, open_source
+from .fileio import Reader, Source, bytes_reader, open_source
 from .plan import plan_slices
 from .progress import ProgressCallback, ProgressTracker
 from .resume import PartRecord, ResumeStore, UploadRecord, record_key
@@ -477,40 +478,38 @@ class _Engine:
         assert part.url is not None
         block = self.config.block_size
         chunk = self.config.chunk_size
+        algorithm = self.algorithm
         data: bytes | None = None
-        if self.algorithm is not None:
+        if algorithm is not None:
             chunk = min(chunk, CHECKSUM_CHUNK)
         n = min(chunk, length - offset)
-        if self.algorithm is not None:
+        if algorithm is not None:
+            # A checksum goes in the headers: the chunk is read (and held) before it goes.
             data = await reader.read(part.start + offset, n)
         stall = self.config.stall_timeout
 
+        done = 0
         with anyio.CancelScope() as scope:
             scope.deadline = anyio.current_time() + stall
 
-            async def body() -> AsyncIterator[bytes]:
-                sent = 0
-                while sent < n:
-                    size = min(block, n - sent)
-                    if data is not None:
-                        piece = data[sent : sent + size]
-                    else:
-                        piece = await reader.read(part.start + offset + sent, size)
-                        if len(piece) != size:
-                            raise OSError(f"{self.src.name} is shorter than {self.src.size}")
-                    if self.throttle is not None:
-                        await self.throttle.take(size)
-                    yield piece
-                    sent += size
-                    scope.deadline = anyio.current_time() + stall  # bytes moved: not stalled
-                    await tracker.advance(index, offset + sent)
+            async def sent(size: int) -> None:
+                nonlocal done
+                if self.throttle is not None:
+                    await self.throttle.take(size)
+                done += size
+                scope.deadline = anyio.current_time() + stall  # bytes moved: not stalled
+                await tracker.advance(index, offset + done)
                 # The deadline stays until the answer: a body that fit in the socket
                 # buffers has not reached the server yet.
 
             header = None
-            if self.algorithm is not None and data is not None:
-                header = await anyio.to_thread.run_sync(tus.checksum_header, self.algorithm, data)
-            return await tus.patch(self.http, part.url, offset, body(), size=n, checksum=header)
+            body: bytes | aiohttp.payload.Payload
+            if algorithm is not None and data is not None:
+                header = await anyio.to_thread.run_sync(tus.checksum_header, algorithm, data)
+                body = await bytes_reader(data).body(0, n, block, sent)
+            else:
+                body = await reader.body(part.start + offset, n, block, sent)
+            return await tus.patch(self.http, part.url, offset, body, size=n, checksum=header)
         raise _Stalled(f"part {index}: no byte moved for {stall:.0f} s at offset {offset}")
 
 
