@@ -4,8 +4,11 @@ The first request is a ranged GET of the file's head: its answer gives the size,
 and whether Range works. Then connections fetch segments and write them at their offsets
 into a preallocated ``<dest>.part`` file; a connection that runs out of work takes half of
 the largest segment still running (``plan.SegmentPlan``), so a slow connection never
-holds the tail back. Without ``parallel`` the engine adapts: it starts with 8 and doubles
-(up to 16) while each connection is slow (window- or cap-bound) and doubling pays.
+holds the tail back. Without ``parallel`` the engine picks the number of connections from
+the first answer's latency: a far server (a window-bound path, where each connection is
+capped by its round trip) gets 16, a near one (where bytes cost CPU, not waiting) gets 8.
+The first request asks for the file's head; once its answer gives the size, the other
+connections start on equal shares of the rest.
 
 Every answer is checked before a byte is written: the status, a Content-Range equal to
 what was asked, and the number of bytes. A control record beside the ``.part`` file (the
@@ -52,16 +55,22 @@ from .throttle import Throttle
 
 __all__ = ("DownloadResult", "download")
 
-#: The first request asks for this much; small files are done in one request.
+#: The first request asks for this much; smaller files are done in one request. (Not
+#: more: on a long link a connection's first megabytes crawl through slow start, and its
+#: connection, done early and warm, then takes half of a slower one's share.)
 PROBE = 4 * 1024 * 1024
-#: Adaptive mode: while each connection moves less than this (bytes/s), the path is
-#: window- or cap-bound (a long link, a per-connection limit) and more connections help.
-SLOW_CONNECTION = 40e6
-#: Adaptive mode: connections to start with, before measuring (near the best on a fast
-#: local link and on a long one alike, measured in benchmarks/download.py).
-START_CONNECTIONS = 8
-#: Adaptive mode: at most this many connections to one server (aria2's polite cap).
-MAX_CONNECTIONS = 16
+#: Default connections to a near server (first answer within NEAR seconds): there the
+#: transfer is CPU-bound and more connections only cost (benchmarks/download.py).
+NEAR_CONNECTIONS = 8
+#: Default connections to a far server: each is window-bound (rate ~ window / round
+#: trip), so more of them fill the path; aria2's polite cap per server.
+FAR_CONNECTIONS = 16
+#: A first answer slower than this (seconds, connect included) means a far server.
+NEAR = 0.005
+#: An idle connection takes half of a running segment only if that one has more than
+#: this many first-answer latencies to go: a new request costs a round trip or two and
+#: (on a new connection) a cold start, which near the end is slower than waiting.
+SPLIT_AFTER = 4
 #: How many times ``on_change="restart"`` starts over before giving up.
 RESTARTS = 3
 #: The hash follows the written bytes in steps of at least this much.
@@ -156,6 +165,8 @@ class _Download:
         self.tracker: ProgressTracker | None = None
         self.workers = 0
         self.peak = 0
+        self._fanned = False
+        self.latency = 0.0
         self.resumed = False
         self._last_record = 0.0
         self._high = 0  # without Range: how far the one stream has ever written
@@ -263,18 +274,20 @@ class _Download:
         """A fresh download: probe with the first ranged GET, then fan out."""
         self.remote = _Remote(size=None, etag=None, ranges=False)
         await self.sink.prepare(None, keep=False)  # empty: the probe's connection writes
-        first = Segment(0, PROBE)
-        await self._fetch_all(first=first)
+        await self._fetch_all(first=Segment(0, PROBE))
 
     async def _fetch_all(self, first: Segment | None) -> None:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                if first is None:
+                    # A resume: one connection first; its answer's latency sets the rest.
+                    assert self.plan is not None
+                    self.plan.cut(self.parallel or FAR_CONNECTIONS)
+                    first = self.plan.take()
+                    self._start_hashing()
                 if first is not None:
                     tg.start_soon(self._worker, first)
-                else:
-                    self._start_hashing()
-                    tg.start_soon(self._grow_or_fix, True)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await self._save(force=True)
@@ -294,7 +307,7 @@ class _Download:
         )
 
     async def _on_probe(
-        self, seg: Segment, size: int | None, etag: str | None, ranges: bool
+        self, seg: Segment, size: int | None, etag: str | None, ranges: bool, latency: float
     ) -> None:
         """The first answer is in: plan the rest and start the other connections."""
         self.remote = _Remote(size=size, etag=etag, ranges=ranges)
@@ -316,38 +329,30 @@ class _Download:
         self.plan = SegmentPlan(size, [], self.segment_size, first=seg.end)
         self.plan.adopt(seg)
         self._start_hashing()
-        self._tg.start_soon(self._grow_or_fix, False)
+        self._fan_out(self._connections(latency))
 
-    async def _grow_or_fix(self, first: bool) -> None:
-        """Start the connections: ``parallel`` of them, or adaptively (``first``: none runs
-        yet, as on a resume)."""
-        assert self.plan is not None
+    def _connections(self, latency: float) -> int:
+        """How many connections: ``parallel``, or by the first answer's latency."""
+        self.latency = latency
         if self.parallel is not None:
-            for _ in range(self.parallel - self.workers):
-                self._spawn()
-            return
-        # Start with a few (one more round trip each would cost a long link dearly), then
-        # double while that raises the rate.
-        for _ in range(START_CONNECTIONS - (0 if first else 1)):
+            return self.parallel
+        return FAR_CONNECTIONS if latency >= NEAR else NEAR_CONNECTIONS
+
+    def _fan_out(self, count: int) -> None:
+        """Start connections up to ``count`` on equal shares of what is left."""
+        assert self.plan is not None
+        self._fanned = True
+        self.plan.cut(count - self.workers)
+        # Only for whole shares: splitting a running one would cut its connection.
+        for _ in range(min(count - self.workers, self.plan.waiting)):
             self._spawn()
-        best = 0.0
-        while self.workers and self.plan.splittable():
-            before = self.tracker.done if self.tracker else 0
-            window = 0.25
-            await anyio.sleep(window)
-            rate = ((self.tracker.done if self.tracker else 0) - before) / window
-            per_connection = rate / max(1, self.workers)
-            if self.workers >= MAX_CONNECTIONS or per_connection >= SLOW_CONNECTION:
-                continue
-            if best and rate < best * 1.15:
-                continue  # more connections stopped paying off: hold
-            best = max(best, rate)
-            for _ in range(min(self.workers, MAX_CONNECTIONS - self.workers)):
-                self._spawn()
+
+    def _take(self) -> Segment | None:
+        assert self.plan is not None
+        return self.plan.take(anyio.current_time(), SPLIT_AFTER * self.latency)
 
     def _spawn(self) -> None:
-        assert self.plan is not None
-        seg = self.plan.take()
+        seg = self._take()
         if seg is not None:
             self._tg.start_soon(self._worker, seg)
 
@@ -357,21 +362,28 @@ class _Download:
         try:
             async with self.sink.writer() as writer:
                 while seg is not None:
-                    await self._segment(seg, writer)
+                    warm = await self._segment(seg, writer)
                     if self.plan is None:
                         return  # no Range support: the one stream was everything
                     self.plan.finish(seg)
                     await self._save()
-                    seg = self.plan.take()
+                    if not warm and self.latency >= NEAR:
+                        # Its answer was cut (another connection took the tail), which
+                        # closed the connection: on a far link a new one starts cold and
+                        # would end after the others.
+                        return
+                    seg = self._take()
         finally:
             self.workers -= 1
 
-    async def _segment(self, seg: Segment, writer: Writer) -> None:
+    async def _segment(self, seg: Segment, writer: Writer) -> bool:
+        """Fetch ``seg`` to its end, with retries; True if the connection stays open."""
         failures = 0
+        warm = False
         while seg.pos < seg.end:
             before = seg.pos
             try:
-                await self._fetch(seg, writer)
+                warm = await self._fetch(seg, writer)
             except (TransportError, ServerError, TooManyRequests, ProtocolError, _Stalled) as exc:
                 if seg.pos > before:
                     failures = 0
@@ -383,9 +395,11 @@ class _Download:
                         segments={seg.pos: exc},
                     ) from exc
                 await anyio.sleep(self.http.retry.delay(failures, retry_after_of(exc)))
+        return warm
 
-    async def _fetch(self, seg: Segment, writer: Writer) -> None:
-        """One GET of ``seg`` from its position; writes what arrives, checked."""
+    async def _fetch(self, seg: Segment, writer: Writer) -> bool:
+        """One GET of ``seg`` from its position; writes what arrives, checked. True if
+        the answer was read to its end (its connection stays open for the next)."""
         probing = self.remote.size is None
         last = seg.end - 1 if seg.end != UNKNOWN_END else None
         headers = {
@@ -400,26 +414,32 @@ class _Download:
         # The stall watch starts with the answer: until then the connect and read
         # timeouts apply, and a Retry-After wait inside send() is no stall.
         with anyio.CancelScope() as scope:
+            asked = anyio.current_time()
             try:
                 async with self.http.send(
                     "GET", self.url, headers=headers, ok=frozenset({200, 206}), total_timeout=False
                 ) as resp:
+                    latency = anyio.current_time() - asked
+                    seg.answered(anyio.current_time())
                     scope.deadline = anyio.current_time() + stall
                     if probing:
-                        await self._probe_answer(seg, resp)
+                        await self._probe_answer(seg, resp, latency)
                     else:
                         self._check(seg, resp)
-                    await self._read_into(seg, resp, writer, scope, stall)
+                        if not self._fanned and self.plan is not None:  # a resume's first
+                            self._fan_out(self._connections(latency))
+                    return await self._read_into(seg, resp, writer, scope, stall)
             except RangeNotSatisfiable:
                 if probing and seg.pos == 0:
-                    await self._on_probe(seg, 0, None, ranges=True)  # an empty file
+                    await self._on_probe(seg, 0, None, ranges=True, latency=0.0)  # empty
                     seg.end = 0
-                    return
+                    return True
                 raise
-            return
         raise _Stalled(f"{self.name}: no byte for {stall:.0f} s at offset {seg.pos}")
 
-    async def _probe_answer(self, seg: Segment, resp: aiohttp.ClientResponse) -> None:
+    async def _probe_answer(
+        self, seg: Segment, resp: aiohttp.ClientResponse, latency: float
+    ) -> None:
         etag = resp.headers.get("ETag")
         if etag is not None and etag.startswith("W/"):
             etag = None  # a weak validator cannot pin a byte range
@@ -431,10 +451,10 @@ class _Download:
                     f"Content-Range {resp.headers.get('Content-Range')!r}"
                 )
             seg.end = min(seg.end, end + 1)
-            await self._on_probe(seg, total, etag, ranges=True)
+            await self._on_probe(seg, total, etag, ranges=True, latency=latency)
         else:
             # 200: Range is not supported; this one answer is the whole file.
-            await self._on_probe(seg, resp.content_length, etag, ranges=False)
+            await self._on_probe(seg, resp.content_length, etag, ranges=False, latency=latency)
 
     def _check(self, seg: Segment, resp: aiohttp.ClientResponse) -> None:
         if resp.status == 200 and not self.remote.ranges:
@@ -479,7 +499,7 @@ class _Download:
         writer: Writer,
         scope: anyio.CancelScope,
         stall: float,
-    ) -> None:
+    ) -> bool:
         block = self.config.block_size
         pending: list[bytes] = []
         size = 0
@@ -544,6 +564,8 @@ class _Download:
             )
         if not resp.content.at_eof():
             resp.close()  # the rest of this answer is another connection's: drop it
+            return False
+        return True
 
     def _expected_sha256(self) -> str | None:
         if self.expected_sha256 is not None:
@@ -624,7 +646,8 @@ async def download(
 ) -> DownloadResult:
     """Download ``url`` (a path on the client's server, or any absolute URL) to ``dest``.
 
-    ``parallel`` fixes the number of connections; None adapts it (up to 16).
+    ``parallel`` fixes the number of connections; None picks 8 for a near server and 16
+    for a far one (by the first answer's latency).
     ``segment_size`` is the smallest piece a connection takes over from another.
     ``resume_key`` names the download for a later resume (default: the URL).
     ``expected``: where the expected size and hash came from (the server's record), asked

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 __all__ = ("ALIGN", "Segment", "SegmentPlan", "gaps", "merge", "plan_slices")
 
 #: Part boundaries fall on multiples of this (disk- and page-friendly).
@@ -33,14 +35,30 @@ class Segment:
     """A byte range ``[start, end)`` being fetched; ``pos`` is how far it is written.
 
     ``end`` may shrink while the segment runs: an idle connection took its tail.
+    ``began``/``base``: when its current answer started and at which position (its rate).
     """
 
-    __slots__ = ("end", "pos", "start")
+    __slots__ = ("base", "began", "end", "pos", "start")
 
     def __init__(self, start: int, end: int) -> None:
         self.start = start
         self.pos = start
         self.end = end
+        self.began: float | None = None
+        self.base = start
+
+    def answered(self, now: float) -> None:
+        """Its answer arrived at ``now``: the rate is measured from here."""
+        self.began, self.base = now, self.pos
+
+    def time_left(self, now: float | None) -> float:
+        """Seconds to its end at its rate so far: 0 while no byte of its answer came (not
+        worth splitting yet), infinite without a clock (``now`` None: size decides)."""
+        if now is None:
+            return math.inf
+        if self.began is None or now <= self.began or self.pos <= self.base:
+            return 0.0
+        return self.remaining * (now - self.began) / (self.pos - self.base)
 
     def __repr__(self) -> str:
         return f"Segment({self.start}, pos={self.pos}, end={self.end})"
@@ -54,8 +72,9 @@ class SegmentPlan:
     """Which bytes of a download are done, running, or still to fetch (aria2-style).
 
     ``take()`` hands out the next missing range; when none is left, it splits the running
-    segment with the most bytes to go in half (never below ``min_split`` each), so a fast
-    connection is never idle while a slow one holds the tail.
+    segment with the most time to go in half (never below ``min_split`` each), so a fast
+    connection is never idle while a slow one holds the tail, unless that one ends within
+    ``min_left`` seconds anyway (a new request costs round trips and a cold start).
     """
 
     def __init__(
@@ -70,21 +89,41 @@ class SegmentPlan:
             # The probe's range, already being fetched by the first connection.
             self._pending = gaps(merge([*self._done, (0, first)]), size)
 
-    def take(self) -> Segment | None:
-        """The next segment to fetch, or None when everything is done or running small."""
+    def take(self, now: float | None = None, min_left: float = 0.0) -> Segment | None:
+        """The next segment to fetch, or None when everything is done, running small, or
+        ending within ``min_left`` seconds at its rate (``now``: the rate's clock)."""
         if self._pending:
             start, end = self._pending.pop(0)
             seg = Segment(start, end)
             self.active.append(seg)
             return seg
-        victim = max(self.active, key=lambda s: s.remaining, default=None)
-        if victim is None or victim.remaining < 2 * self.min_split:
+        candidates = [s for s in self.active if s.remaining >= 2 * self.min_split]
+        victim = max(candidates, key=lambda s: (s.time_left(now), s.remaining), default=None)
+        if victim is None or victim.time_left(now) <= min_left:
             return None
         middle = victim.pos + victim.remaining // 2
         seg = Segment(middle, victim.end)
         victim.end = middle  # its connection stops there
         self.active.append(seg)
         return seg
+
+    def cut(self, count: int) -> None:
+        """Cut the ranges still to fetch into about ``count`` pieces of near equal size
+        (none under ``min_split``), so that connections started together end together."""
+        total = sum(end - start for start, end in self._pending)
+        if count <= len(self._pending) or total <= 0:
+            return
+        pieces: list[tuple[int, int]] = []
+        for start, end in self._pending:
+            share = max(1, round(count * (end - start) / total))
+            for a, b in plan_slices(end - start, share, self.min_split):
+                pieces.append((start + a, start + b))
+        self._pending = pieces
+
+    @property
+    def waiting(self) -> int:
+        """How many ranges wait for a connection (not counting splits)."""
+        return len(self._pending)
 
     def adopt(self, seg: Segment) -> None:
         """Track a segment created outside ``take`` (the probe's)."""

@@ -400,14 +400,16 @@ async def test_sizes_around_the_probe_and_progress(
     assert listing(dest.parent) == {dest.name}
     check_progress(events, size)
     gets = [e for e in proxy.log if e.path.startswith(CONTENT)]
-    if size < PROBE:
-        # The probe asks for the first 4 MiB: a smaller file is one request.
+    if size <= PROBE:
+        # The first request asks for the first 4 MiB: a file no larger is one request
+        # (no other connection starts to split it).
         assert len(gets) == 1, gets
         assert result.connections == 1
         assert gets[0].status == (416 if size == 0 else 206)
     else:
-        # Exactly the probe: idle connections may still take half of the probe's range.
-        assert len(gets) >= (1 if size == PROBE else 2)
+        # One byte more: a second connection fetches it.
+        assert len(gets) == 2, gets
+        assert result.connections == 2
         assert {e.status for e in gets} == {206}
 
 
