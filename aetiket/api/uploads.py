@@ -81,9 +81,10 @@ class Uploads(Namespace):
             if not isinstance(data, bytes):
                 raise ValueError("size is required when data is a stream")
             size = len(data)
-        return await tus.patch(
+        patched = await tus.patch(
             self._http, url, offset, data, size=size, length=length, checksum=header
         )
+        return patched.offset
 
     async def terminate(self, url: str) -> None:
         """Delete an upload and what the server holds of it."""

@@ -337,6 +337,17 @@ def _complete_upload(
     return old
 
 
+def _etag(conn: sqlite3.Connection, upload: Upload) -> str | None:
+    """The ETag of the file content a completed (non-partial) upload made, while that is
+    still its file's content: the client checks its bytes without asking the file."""
+    if not upload.completed or upload.concat == "partial" or upload.file_id is None:
+        return None
+    row = conn.execute("SELECT etag, content FROM files WHERE id = ?", (upload.file_id,)).fetchone()
+    if row is None or not str(row["content"] or "").startswith(f"{upload.uid}-"):
+        return None
+    return str(row["etag"]) if row["etag"] else None
+
+
 def _terminate(conn: sqlite3.Connection, who: Caller, uid: str) -> None:
     upload = _load(conn, uid)
     _check_access(conn, who, upload, write=True)
@@ -479,7 +490,7 @@ class TusService:
                         await self._drop(upload.uid)
                     raise
             upload = await self.db.run(_load, upload.uid)
-            return self._created(headers, upload)
+            return await self._created(headers, upload)
         await anyio.to_thread.run_sync(self._create_data_file, new.uid)
         if has_body:
             try:
@@ -493,14 +504,20 @@ class TusService:
         elif upload.length == 0:
             await self._finish(upload)
             upload = await self.db.run(_load, upload.uid)
-        return self._created(headers, upload)
+        return await self._created(headers, upload)
 
-    def _created(self, headers: dict[str, str], upload: Upload) -> web.Response:
+    async def _created(self, headers: dict[str, str], upload: Upload) -> web.Response:
         if upload.concat != "final" or upload.completed:
             headers["Upload-Offset"] = str(upload.offset)
+        await self._add_state(headers, upload)
+        return web.Response(status=201, headers=headers)
+
+    async def _add_state(self, headers: dict[str, str], upload: Upload) -> None:
+        """Upload-Expires while open; once complete, the file's ETag (its SHA-256)."""
         if not upload.completed:
             headers["Upload-Expires"] = _expires_header(upload.expires)
-        return web.Response(status=201, headers=headers)
+        elif (etag := await self.db.run(_etag, upload)) is not None:
+            headers["ETag"] = f'"{etag}"'
 
     def _partial_data_exists(self, uid: str) -> bool:
         return self.data_path(uid).exists()
@@ -552,8 +569,7 @@ class TusService:
             headers["Upload-Length"] = str(upload.length)
         if upload.metadata:
             headers["Upload-Metadata"] = upload.metadata
-        if not upload.completed:
-            headers["Upload-Expires"] = _expires_header(upload.expires)
+        await self._add_state(headers, upload)
         return web.Response(status=200, headers=headers)
 
     # -- PATCH
@@ -573,8 +589,7 @@ class TusService:
             raise Forbidden("A final upload cannot be patched; patch its partial uploads")
         upload = await self._patch_body(request, upload.uid, offset, new_length, checksum)
         headers = self._headers(**{"Upload-Offset": str(upload.offset)})
-        if not upload.completed:
-            headers["Upload-Expires"] = _expires_header(upload.expires)
+        await self._add_state(headers, upload)
         return web.Response(status=204, headers=headers)
 
     async def _patch_body(

@@ -62,10 +62,13 @@ class Reader:
     async def read(self, offset: int, n: int) -> bytes:  # pragma: no cover - interface
         raise NotImplementedError
 
-    async def body(self, offset: int, n: int, piece: int, sent: Sent) -> aiohttp.payload.Payload:
+    async def body(
+        self, offset: int, n: int, piece: int, sent: Sent, before: Sent | None = None
+    ) -> aiohttp.payload.Payload:
         """A request body of ``n`` bytes from ``offset``, sent ``piece`` bytes at a time;
-        ``sent(k)`` is awaited after each piece has gone."""
-        return _StreamedPayload(self, offset, n, piece, sent)
+        ``before(k)`` is awaited before each piece goes (a bandwidth limit), ``sent(k)``
+        after it has gone (progress)."""
+        return _StreamedPayload(self, offset, n, piece, sent, before)
 
 
 class _FileReader(Reader):
@@ -82,14 +85,14 @@ class _FileReader(Reader):
         self._pos = offset + len(data)
         return data
 
-    async def body(self, offset: int, n: int, piece: int, sent: Sent) -> aiohttp.payload.Payload:
+    async def body(
+        self, offset: int, n: int, piece: int, sent: Sent, before: Sent | None = None
+    ) -> aiohttp.payload.Payload:
         # A handle of its own: asyncio's sendfile moves the file position, which would
         # confuse the buffered aiofiles handle that read() uses.
-        if os.environ.get("XX_NOSF"):
-            return _StreamedPayload(self, offset, n, piece, sent)
         if self._raw is None:
             self._raw = await anyio.to_thread.run_sync(open, self._path, "rb", 0)
-        return _SendfilePayload(self._raw, offset, n, piece, sent, self._path)
+        return _SendfilePayload(self._raw, offset, n, piece, sent, before, self._path)
 
     def close(self) -> None:
         if self._raw is not None:
@@ -222,9 +225,12 @@ class Source:
 class _BodyPayload(aiohttp.payload.Payload):
     """A PATCH body of ``n`` bytes from ``offset`` of a source, with a callback per piece."""
 
-    def __init__(self, value: Any, offset: int, n: int, piece: int, sent: Sent) -> None:
+    def __init__(
+        self, value: Any, offset: int, n: int, piece: int, sent: Sent, before: Sent | None
+    ) -> None:
         super().__init__(value, size=n, content_type="application/offset+octet-stream")
-        self._offset, self._n, self._piece, self._sent = offset, n, piece, sent
+        self._offset, self._n, self._piece = offset, n, piece
+        self._sent, self._before = sent, before
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         await self.write_with_length(writer, None)
@@ -244,6 +250,8 @@ class _StreamedPayload(_BodyPayload):
         done = 0
         while done < end:
             size = min(self._piece, end - done)
+            if self._before is not None:
+                await self._before(size)
             data = await reader.read(self._offset + done, size)
             if len(data) != size:
                 raise OSError(f"the source ended at byte {self._offset + done + len(data)}")
@@ -258,9 +266,16 @@ class _SendfilePayload(_BodyPayload):
     asyncio falls back to reading and writing blocks itself."""
 
     def __init__(
-        self, raw: io.FileIO, offset: int, n: int, piece: int, sent: Sent, path: Path
+        self,
+        raw: io.FileIO,
+        offset: int,
+        n: int,
+        piece: int,
+        sent: Sent,
+        before: Sent | None,
+        path: Path,
     ) -> None:
-        super().__init__(raw, offset, n, piece, sent)
+        super().__init__(raw, offset, n, piece, sent, before)
         self._path = path
 
     async def write_with_length(
@@ -277,6 +292,8 @@ class _SendfilePayload(_BodyPayload):
         done = 0
         while done < end:
             size = min(self._piece, end - done)
+            if self._before is not None:
+                await self._before(size)
             n = await loop.sendfile(transport, self._value, self._offset + done, size)
             if n != size:
                 raise OSError(

@@ -28,6 +28,7 @@ __all__ = (
     "CHECKSUM_ALGORITHMS",
     "TUS_VERSION",
     "Created",
+    "Patched",
     "ServerInfo",
     "UploadState",
     "checksum_header",
@@ -72,6 +73,16 @@ class Created:
     url: str
     offset: int | None
     expires: datetime | None
+    etag: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Patched:
+    """A PATCH's answer: the new offset, and the ETag once the upload is complete (an
+    eTiKeT server gives its file's SHA-256 there)."""
+
+    offset: int
+    etag: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +94,7 @@ class UploadState:
     concat: str | None
     metadata: dict[str, bytes]
     expires: datetime | None
+    etag: str | None = None
 
 
 def _list(value: str | None) -> list[str]:
@@ -110,6 +122,14 @@ def _expires(resp: aiohttp.ClientResponse) -> datetime | None:
     except (TypeError, ValueError, IndexError):
         return None  # informative only: a bad date does not break an upload
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _etag(resp: aiohttp.ClientResponse) -> str | None:
+    """A strong ETag's value without quotes (a weak one says nothing of the bytes)."""
+    value = resp.headers.get("ETag", "")
+    if len(value) < 3 or not (value.startswith('"') and value.endswith('"')):
+        return None
+    return value[1:-1]
 
 
 def checksum_header(algorithm: str, data: bytes | memoryview) -> str:
@@ -188,6 +208,7 @@ async def create(
             url=url,
             offset=_uint(resp, "Upload-Offset", required=False),
             expires=_expires(resp),
+            etag=_etag(resp),
         )
 
 
@@ -206,6 +227,7 @@ async def head(http: HttpCore, url: str) -> UploadState:
             concat=concat,
             metadata=metadata,
             expires=_expires(resp),
+            etag=_etag(resp),
         )
 
 
@@ -218,8 +240,8 @@ async def patch(
     size: int,
     length: int | None = None,
     checksum: str | None = None,
-) -> int:
-    """PATCH ``size`` bytes at ``offset``; returns the server's new offset.
+) -> Patched:
+    """PATCH ``size`` bytes at ``offset``; returns the server's new offset (and ETag).
 
     ``data`` is bytes, an async iterable streamed as it is read, or an aiohttp payload
     (the engine's bodies, see :meth:`.fileio.Reader.body`). ``checksum`` is a
@@ -255,7 +277,7 @@ async def patch(
                 f"PATCH {url}: sent {size} bytes at offset {offset}, but the server's "
                 f"offset is now {new}"
             )
-        return new
+        return Patched(new, _etag(resp))
 
 
 async def terminate(http: HttpCore, url: str) -> None:

@@ -128,6 +128,7 @@ class _Engine:
         self.resumed = False
         self._offsets: dict[int, int] = {}  # resumed parts' offsets, asked up front
         self.keep_records = True
+        self.etag: str | None = None  # what the answer completing the upload said
 
     # -- setup
 
@@ -213,20 +214,30 @@ class _Engine:
 
     async def run(self) -> UploadResult:
         started = time.monotonic()
-        info = await self.server_info()
+        fingerprint = await self.src.fingerprint()
+        key = record_key(self.endpoint_url, self.target, fingerprint)
+        # A source that goes in its creation request has nothing to resume: no record.
+        self.keep_records = self.src.size > SMALL
+        record = await self.store.load(key) if self.keep_records else None
+        recovered: list[UploadRecord | None] = [None]
+
+        async def recover() -> None:
+            recovered[0] = await self._recover(fingerprint)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                if record is None and self.etiket and self.keep_records:
+                    tg.start_soon(recover)  # beside OPTIONS: one round trip, not two
+                info = await self.server_info()
+        except BaseException as exc:
+            raise collapse(exc, lambda msg, errors: UploadError(f"{self.target}: {msg}")) from None
+        record = record or recovered[0]
         if info.max_size is not None and self.src.size > info.max_size:
             raise UploadError(
                 f"{self.src.name}: {self.src.size} bytes is more than the "
                 f"server accepts (Tus-Max-Size {info.max_size})"
             )
         self.algorithm = self._choose_checksum(info)
-        fingerprint = await self.src.fingerprint()
-        key = record_key(self.endpoint_url, self.target, fingerprint)
-        # A source that goes in its creation request has nothing to resume: no record.
-        self.keep_records = self.src.size > SMALL
-        record = await self.store.load(key) if self.keep_records else None
-        if record is None and self.etiket and self.keep_records:
-            record = await self._recover(fingerprint)
         if (
             record is not None
             and record.size == self.src.size
@@ -333,6 +344,7 @@ class _Engine:
                 await anyio.sleep(self.http.retry.delay(failures, retry_after_of(exc)))
                 continue
             record.final_url = created.url
+            self.etag = created.etag
             await self._save()
             return created.url
 
@@ -356,6 +368,8 @@ class _Engine:
         if not self.config.verify:
             return False
         if self.etiket and sha256 is not None:
+            if self.etag == sha256:
+                return True  # the completing answer named the file's SHA-256: ours
             if not await self._etiket_matches(sha256):
                 raise ChecksumMismatch(
                     f"{self.target}: after the upload the server's file is not the source "
@@ -467,6 +481,8 @@ class _Engine:
             checksum=self.algorithm if body else None,
         )
         part.url = created.url
+        if created.etag is not None and not self.record.concat:
+            self.etag = created.etag  # creation-with-upload completed it
         await self._save()  # the URL is on record before a byte of the body goes
         return created.offset or 0
 
@@ -494,23 +510,40 @@ class _Engine:
 
             async def sent(size: int) -> None:
                 nonlocal done
-                if self.throttle is not None:
-                    await self.throttle.take(size)
                 done += size
                 scope.deadline = anyio.current_time() + stall  # bytes moved: not stalled
                 await tracker.advance(index, offset + done)
                 # The deadline stays until the answer: a body that fit in the socket
                 # buffers has not reached the server yet.
 
+            wait = None if self.throttle is None else self._throttled(scope)
             header = None
             body: bytes | aiohttp.payload.Payload
             if algorithm is not None and data is not None:
                 header = await anyio.to_thread.run_sync(tus.checksum_header, algorithm, data)
-                body = await bytes_reader(data).body(0, n, block, sent)
+                body = await bytes_reader(data).body(0, n, block, sent, wait)
             else:
-                body = await reader.body(part.start + offset, n, block, sent)
-            return await tus.patch(self.http, part.url, offset, body, size=n, checksum=header)
+                body = await reader.body(part.start + offset, n, block, sent, wait)
+            patched = await tus.patch(self.http, part.url, offset, body, size=n, checksum=header)
+            if patched.etag is not None and not self.record.concat:
+                self.etag = patched.etag  # the upload is complete: its file's ETag
+            # The body's last progress step runs in aiohttp's writer task, which may not
+            # have run yet when the answer is in: the answer's offset is the word.
+            await tracker.advance(index, patched.offset)
+            return patched.offset
         raise _Stalled(f"part {index}: no byte moved for {stall:.0f} s at offset {offset}")
+
+    def _throttled(self, scope: anyio.CancelScope) -> Callable[[int], Awaitable[None]]:
+        """Wait for the bandwidth limit before a piece; the wait is no stall."""
+        throttle = self.throttle
+        assert throttle is not None
+
+        async def wait(size: int) -> None:
+            deadline, scope.deadline = scope.deadline, math.inf
+            await throttle.take(size)
+            scope.deadline = max(deadline, anyio.current_time() + self.config.stall_timeout)
+
+        return wait
 
 
 def _seg(value: str) -> str:
@@ -609,9 +642,10 @@ class Uploader:
         if n <= 0:
             return self.offset
         try:
-            self.offset = await tus.patch(
+            patched = await tus.patch(
                 self._http, self.url, self.offset, src.blocks(self.offset, n, 1024 * 1024), size=n
             )
+            self.offset = patched.offset
         except (Conflict, ProtocolError, TransportError):
             self.offset = (await tus.head(self._http, self.url)).offset or 0  # re-sync
             raise
