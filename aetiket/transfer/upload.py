@@ -132,10 +132,22 @@ class _Engine:
 
     # -- setup
 
-    async def server_info(self) -> tus.ServerInfo:
+    async def server_info(self, connections: int = 1) -> tus.ServerInfo:
+        """OPTIONS, once per server and client. ``connections`` > 1 asks that many times
+        at once: the parts then find their connections open (on a long link a new one
+        costs a round trip before its first byte)."""
         info = self.info_cache.get(self.endpoint_url)
-        if info is None:
-            info = self.info_cache[self.endpoint_url] = await tus.options(self.http, self.endpoint)
+        if info is not None:
+            return info
+        answers: list[tus.ServerInfo] = []
+
+        async def ask() -> None:
+            answers.append(await tus.options(self.http, self.endpoint))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(max(1, connections)):
+                tg.start_soon(ask)
+        info = self.info_cache[self.endpoint_url] = answers[0]
         return info
 
     def _choose_checksum(self, info: tus.ServerInfo) -> str | None:
@@ -224,11 +236,13 @@ class _Engine:
         async def recover() -> None:
             recovered[0] = await self._recover(fingerprint)
 
+        slices = len(plan_slices(self.src.size, self.config.parallel, self.config.min_part))
         try:
             async with anyio.create_task_group() as tg:
                 if record is None and self.etiket and self.keep_records:
                     tg.start_soon(recover)  # beside OPTIONS: one round trip, not two
-                info = await self.server_info()
+                    slices -= 1  # (and one connection more for the parts)
+                info = await self.server_info(slices)
         except BaseException as exc:
             raise collapse(exc, lambda msg, errors: UploadError(f"{self.target}: {msg}")) from None
         record = record or recovered[0]
