@@ -83,7 +83,10 @@ MiB = 1024 * 1024
 class TransferConfig:
     """How uploads and downloads move bytes.
 
-    ``parallel``: connections per file (tus partial uploads, or Range segments).
+    ``parallel``: partial uploads per file; None picks by the server's latency (its
+    OPTIONS answer): one upload to a near server (loopback, LAN: there a concatenation
+    costs more than parallel connections bring), 8 to a far one (each connection is
+    window-bound on a long round trip). Downloads choose theirs per call.
     ``chunk_size``: bytes per tus PATCH request (a part may take several).
     ``min_part``: no part (or segment) smaller than this; fewer parts for small files.
     ``block_size``: bytes read from or written to disk at a time (memory per connection).
@@ -98,7 +101,7 @@ class TransferConfig:
     limit). ``resume_dir``: where resume records live (None: ``default_home()/resume``).
     """
 
-    parallel: int = 4
+    parallel: int | None = None
     chunk_size: int = 64 * MiB
     min_part: int = 8 * MiB
     block_size: int = 1 * MiB
@@ -110,7 +113,9 @@ class TransferConfig:
     resume_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.parallel < 1 or self.chunk_size < 1 or self.block_size < 1:
+        if (self.parallel is not None and self.parallel < 1) or min(
+            self.chunk_size, self.block_size
+        ) < 1:
             raise ValueError("parallel, chunk_size and block_size must be positive")
 
 

@@ -49,7 +49,7 @@ from ..errors import (
     collapse,
 )
 from .fileio import Sink, Writer
-from .plan import Segment, SegmentPlan, merge
+from .plan import NEAR, Segment, SegmentPlan, merge
 from .progress import ProgressCallback, ProgressTracker
 from .throttle import Throttle
 
@@ -65,8 +65,6 @@ NEAR_CONNECTIONS = 8
 #: Default connections to a far server: each is window-bound (rate ~ window / round
 #: trip), so more of them fill the path; aria2's polite cap per server.
 FAR_CONNECTIONS = 16
-#: A first answer slower than this (seconds, connect included) means a far server.
-NEAR = 0.005
 #: An idle connection takes half of a running segment only if that one has more than
 #: this many first-answer latencies to go: a new request costs a round trip or two and
 #: (on a new connection) a cold start, which near the end is slower than waiting.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 
-__all__ = ("ALIGN", "Segment", "SegmentPlan", "gaps", "merge", "plan_slices")
+__all__ = ("ALIGN", "NEAR", "Segment", "SegmentPlan", "gaps", "merge", "plan_slices")
 
 #: Part boundaries fall on multiples of this (disk- and page-friendly).
 ALIGN = 64 * 1024
+#: A server whose first answer (connect included) comes within this many seconds is
+#: near (loopback, LAN): bytes cost CPU there, not waiting, and few connections are best.
+NEAR = 0.005
 
 
 def plan_slices(size: int, parallel: int, min_part: int) -> list[tuple[int, int]]:

@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import email.utils
 import hashlib
+import time
 from collections.abc import AsyncIterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Final
@@ -54,6 +55,8 @@ class ServerInfo:
     extensions: frozenset[str]
     max_size: int | None
     checksum_algorithms: frozenset[str]
+    #: Seconds the OPTIONS answer took (connect included): how far the server is.
+    latency: float = 0.0
 
     @property
     def concatenation(self) -> bool:
@@ -140,6 +143,7 @@ def checksum_header(algorithm: str, data: bytes | memoryview) -> str:
 
 async def options(http: HttpCore, endpoint: str) -> ServerInfo:
     """OPTIONS on the creation endpoint: versions, extensions, limits, checksums."""
+    asked = time.monotonic()
     async with http.send("OPTIONS", endpoint, auth=False, ok=frozenset({200, 204})) as resp:
         versions = tuple(_list(resp.headers.get("Tus-Version")))
         if not versions:
@@ -156,6 +160,7 @@ async def options(http: HttpCore, endpoint: str) -> ServerInfo:
             checksum_algorithms=frozenset(
                 a.lower() for a in _list(resp.headers.get("Tus-Checksum-Algorithm"))
             ),
+            latency=time.monotonic() - asked,
         )
 
 

@@ -52,7 +52,7 @@ from ..errors import (
 from ..models import FileOut, FileStatus
 from . import tus
 from .fileio import Reader, Source, bytes_reader, open_source
-from .plan import plan_slices
+from .plan import NEAR, plan_slices
 from .progress import ProgressCallback, ProgressTracker
 from .resume import PartRecord, ResumeStore, UploadRecord, record_key
 from .throttle import Throttle
@@ -64,6 +64,9 @@ ETIKET_ENDPOINT = "/api/v1/uploads/"
 CHECKSUM_CHUNK = 8 * 1024 * 1024
 #: A part this small goes in its creation request (creation-with-upload).
 SMALL = 256 * 1024
+#: Default partial uploads to a far server (OPTIONS slower than NEAR seconds): each
+#: connection is window-bound there, so several fill the path (benchmarks/upload.py).
+FAR_PARTS = 8
 _META_PART = "aetiket-part"
 _META_FP = "aetiket-fp"
 
@@ -163,11 +166,18 @@ class _Engine:
             )
         return wanted
 
+    def _parallel(self, info: tus.ServerInfo | None) -> int:
+        """Partial uploads per file: the setting, or by the server's latency."""
+        if self.config.parallel is not None:
+            return self.config.parallel
+        if info is None:  # not asked yet: as many as a far server would get
+            return FAR_PARTS
+        return FAR_PARTS if info.latency >= NEAR else 1
+
     async def _plan(self, info: tus.ServerInfo, fingerprint: str) -> UploadRecord:
-        concat = info.concatenation and self.config.parallel > 1
-        slices = plan_slices(
-            self.src.size, self.config.parallel if concat else 1, self.config.min_part
-        )
+        parallel = self._parallel(info)
+        concat = info.concatenation and parallel > 1
+        slices = plan_slices(self.src.size, parallel if concat else 1, self.config.min_part)
         concat = concat and len(slices) > 1
         return UploadRecord(
             endpoint=self.endpoint_url,
@@ -236,7 +246,8 @@ class _Engine:
         async def recover() -> None:
             recovered[0] = await self._recover(fingerprint)
 
-        slices = len(plan_slices(self.src.size, self.config.parallel, self.config.min_part))
+        known = self.info_cache.get(self.endpoint_url)
+        slices = len(plan_slices(self.src.size, self._parallel(known), self.config.min_part))
         try:
             async with anyio.create_task_group() as tg:
                 if record is None and self.etiket and self.keep_records:

@@ -46,7 +46,7 @@ from aetiket.models import FileStatus, UploadOut
 from aetiket.transfer.fileio import open_source
 from aetiket.transfer.plan import plan_slices
 from aetiket.transfer.progress import Progress
-from aetiket.transfer.upload import UploadResult
+from aetiket.transfer.upload import FAR_PARTS, UploadResult
 from tests.conftest import ServerProcess
 from tests.faultproxy import Fault, FaultProxy
 
@@ -388,6 +388,29 @@ async def _upload_through(
             except Exception as exc:
                 outcome = exc
     return outcome, data, uid, proxy
+
+
+@bounded(60)
+async def test_the_default_parallelism_follows_the_servers_latency(env: Env) -> None:
+    """Without ``parallel``: one upload to a near server (a concatenation costs more than
+    connections bring on loopback), FAR_PARTS partial uploads when OPTIONS is slow."""
+    data = random.Random(7).randbytes(4 * MiB)
+    near_uid, far_uid = await env.new_file(), await env.new_file()
+    cfg = config(env.tmp / "resume")
+    assert cfg.parallel is None
+    async with env.client(env.server.url, cfg) as client:
+        near = await client.upload(data, scope=env.scope, file_uid=near_uid)
+    async with FaultProxy(env.server.url) as proxy:
+        proxy.add(Fault(delay=0.05), method="OPTIONS")  # a 50 ms round trip, as on a WAN
+        async with env.client(proxy.url, cfg) as client:
+            far = await client.upload(data, scope=env.scope, file_uid=far_uid)
+        # The parts' connections were opened at once by OPTIONS, and by the look at the
+        # file's upload list (for a run to resume) beside them: one per part.
+        assert proxy.count("OPTIONS", UPLOADS) == FAR_PARTS - 1
+    assert len(near.part_urls) == 1 and near.verified
+    assert len(far.part_urls) == FAR_PARTS and far.verified
+    await env.check_content(near_uid, data)
+    await env.check_content(far_uid, data)
 
 
 @bounded(60)
