@@ -4,11 +4,11 @@ The first request is a ranged GET of the file's head: its answer gives the size,
 and whether Range works. Then connections fetch segments and write them at their offsets
 into a preallocated ``<dest>.part`` file; a connection that runs out of work takes half of
 the largest segment still running (``plan.SegmentPlan``), so a slow connection never
-holds the tail back. Without ``parallel`` the engine picks the number of connections from
-the first answer's latency: a far server (a window-bound path, where each connection is
-capped by its round trip) gets 16, a near one (where bytes cost CPU, not waiting) gets 8.
-The first request asks for the file's head; once its answer gives the size, the other
-connections start on equal shares of the rest.
+holds the tail back, unless that one ends within a few round trips anyway. Without
+``parallel`` the number of connections follows the round trip of the first answer's
+connection: a far server (a window-bound path, each connection capped by its round
+trip) gets 16, a near one (where bytes cost CPU, not waiting) gets 8. Once the first
+answer gives the size, the other connections start on equal shares of the rest.
 
 Every answer is checked before a byte is written: the status, a Content-Range equal to
 what was asked, and the number of bytes. A control record beside the ``.part`` file (the
@@ -35,7 +35,7 @@ import anyio.to_thread
 import msgspec
 
 from .._config import DEFAULT_TRANSFER, TransferConfig
-from .._http import HttpCore, retry_after_of
+from .._http import HttpCore, retry_after_of, round_trip
 from ..errors import (
     ChecksumMismatch,
     DownloadError,
@@ -59,14 +59,14 @@ __all__ = ("DownloadResult", "download")
 #: more: on a long link a connection's first megabytes crawl through slow start, and its
 #: connection, done early and warm, then takes half of a slower one's share.)
 PROBE = 4 * 1024 * 1024
-#: Default connections to a near server (first answer within NEAR seconds): there the
+#: Default connections to a near server (round trip under NEAR seconds): there the
 #: transfer is CPU-bound and more connections only cost (benchmarks/download.py).
 NEAR_CONNECTIONS = 8
 #: Default connections to a far server: each is window-bound (rate ~ window / round
 #: trip), so more of them fill the path; aria2's polite cap per server.
 FAR_CONNECTIONS = 16
 #: An idle connection takes half of a running segment only if that one has more than
-#: this many first-answer latencies to go: a new request costs a round trip or two and
+#: this many round trips to go: a new request costs a round trip or two and
 #: (on a new connection) a cold start, which near the end is slower than waiting.
 SPLIT_AFTER = 4
 #: How many times ``on_change="restart"`` starts over before giving up.
@@ -279,7 +279,7 @@ class _Download:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 if first is None:
-                    # A resume: one connection first; its answer's latency sets the rest.
+                    # A resume: one connection first; its round trip sets the rest.
                     assert self.plan is not None
                     self.plan.cut(self.parallel or FAR_CONNECTIONS)
                     first = self.plan.take()
@@ -330,7 +330,7 @@ class _Download:
         self._fan_out(self._connections(latency))
 
     def _connections(self, latency: float) -> int:
-        """How many connections: ``parallel``, or by the first answer's latency."""
+        """How many connections: ``parallel``, or by the server's round trip."""
         self.latency = latency
         if self.parallel is not None:
             return self.parallel
@@ -417,7 +417,7 @@ class _Download:
                 async with self.http.send(
                     "GET", self.url, headers=headers, ok=frozenset({200, 206}), total_timeout=False
                 ) as resp:
-                    latency = anyio.current_time() - asked
+                    latency = round_trip(resp, anyio.current_time() - asked)
                     seg.answered(anyio.current_time())
                     scope.deadline = anyio.current_time() + stall
                     if probing:

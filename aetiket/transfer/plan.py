@@ -8,8 +8,8 @@ __all__ = ("ALIGN", "NEAR", "Segment", "SegmentPlan", "gaps", "merge", "plan_sli
 
 #: Part boundaries fall on multiples of this (disk- and page-friendly).
 ALIGN = 64 * 1024
-#: A server whose first answer (connect included) comes within this many seconds is
-#: near (loopback, LAN): bytes cost CPU there, not waiting, and few connections are best.
+#: A server whose round trip (``_http.round_trip``) is under this many seconds is near
+#: (loopback, LAN): bytes cost CPU there, not waiting, and few connections are best.
 NEAR = 0.005
 
 

@@ -21,7 +21,7 @@ import aiohttp
 import aiohttp.payload
 from yarl import URL
 
-from .._http import HttpCore, Idempotency
+from .._http import HttpCore, Idempotency, round_trip
 from ..errors import ProtocolError
 from ..models import encode_tus_metadata, parse_tus_metadata, parse_tus_uint
 
@@ -55,7 +55,8 @@ class ServerInfo:
     extensions: frozenset[str]
     max_size: int | None
     checksum_algorithms: frozenset[str]
-    #: Seconds the OPTIONS answer took (connect included): how far the server is.
+    #: How far the server is: the round trip of the OPTIONS answer's connection (see
+    #: ``_http.round_trip``), in seconds.
     latency: float = 0.0
 
     @property
@@ -160,7 +161,7 @@ async def options(http: HttpCore, endpoint: str) -> ServerInfo:
             checksum_algorithms=frozenset(
                 a.lower() for a in _list(resp.headers.get("Tus-Checksum-Algorithm"))
             ),
-            latency=time.monotonic() - asked,
+            latency=round_trip(resp, time.monotonic() - asked),
         )
 
 

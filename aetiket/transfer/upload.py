@@ -57,7 +57,14 @@ from .progress import ProgressCallback, ProgressTracker
 from .resume import PartRecord, ResumeStore, UploadRecord, record_key
 from .throttle import Throttle
 
-__all__ = ("ETIKET_ENDPOINT", "UploadClient", "UploadResult", "Uploader", "upload")
+__all__ = (
+    "ETIKET_ENDPOINT",
+    "UploadClient",
+    "UploadResult",
+    "Uploader",
+    "default_parallel",
+    "upload",
+)
 
 ETIKET_ENDPOINT = "/api/v1/uploads/"
 #: Bytes per PATCH when a per-PATCH checksum is sent (the chunk is held in memory).
@@ -172,7 +179,7 @@ class _Engine:
             return self.config.parallel
         if info is None:  # not asked yet: as many as a far server would get
             return FAR_PARTS
-        return FAR_PARTS if info.latency >= NEAR else 1
+        return default_parallel(info.latency)
 
     async def _plan(self, info: tus.ServerInfo, fingerprint: str) -> UploadRecord:
         parallel = self._parallel(info)
@@ -569,6 +576,12 @@ class _Engine:
             scope.deadline = max(deadline, anyio.current_time() + self.config.stall_timeout)
 
         return wait
+
+
+def default_parallel(round_trip: float) -> int:
+    """Partial uploads per file when none are asked for: one to a near server (its
+    round trip under ``plan.NEAR``), ``FAR_PARTS`` to a far one."""
+    return FAR_PARTS if round_trip >= NEAR else 1
 
 
 def _seg(value: str) -> str:
