@@ -87,7 +87,10 @@ class TransferConfig:
     OPTIONS answer): one upload to a near server (loopback, LAN: there a concatenation
     costs more than parallel connections bring), 8 to a far one (each connection is
     window-bound on a long round trip). Downloads choose theirs per call.
-    ``chunk_size``: bytes per tus PATCH request (a part may take several).
+    ``chunk_size``: bytes per tus PATCH request at most (a part may take several). Large
+    by default (1 GiB, as tus-js-client sends a whole file): each PATCH costs a round trip
+    and the server's per-request work, and a broken PATCH keeps what arrived anyway. A
+    proxy that limits request bodies (nginx: ``client_max_body_size``) needs it smaller.
     ``min_part``: no part (or segment) smaller than this; fewer parts for small files.
     ``block_size``: bytes read from or written to disk at a time (memory per connection).
     ``checksum``: per-PATCH Upload-Checksum: ``"auto"`` (the best the server offers),
@@ -102,7 +105,7 @@ class TransferConfig:
     """
 
     parallel: int | None = None
-    chunk_size: int = 64 * MiB
+    chunk_size: int = 1024 * MiB
     min_part: int = 8 * MiB
     block_size: int = 1 * MiB
     checksum: str | None = None

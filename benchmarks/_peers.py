@@ -127,13 +127,16 @@ def ensure_node() -> bool:
 # ---------------------------------------------------------------------------- processes
 
 
-def proc_cpu(pid: int) -> float:
-    """CPU seconds of a live process: its threads, and its children it has waited for."""
+def proc_cpu(pid: int, thread: int | None = None) -> float:
+    """CPU seconds of a live process (its threads, and its children it has waited for),
+    or of one of its threads."""
+    where = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(where).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLK
+    kept = (11, 12) if thread is not None else (11, 12, 13, 14)
+    return sum(int(fields[i]) for i in kept) / CLK
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -156,6 +159,11 @@ class Server:
 
     def cpu(self) -> float:
         return proc_cpu(self.proc.pid)
+
+    def loop_cpu(self) -> float:
+        """CPU seconds of its main thread (an asyncio server's event loop: the one part
+        that cannot spread over cores; worker threads hash and write beside it)."""
+        return proc_cpu(self.proc.pid, thread=self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -395,6 +403,7 @@ class Run:
     rss_mib: float
     server_cpu: float | None
     relay_cpu: float | None
+    server_loop_cpu: float | None
     info: dict  # type: ignore[type-arg]
 
     def rate(self, size: int) -> float:
@@ -422,6 +431,7 @@ def run_client(
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         s0 = server.cpu() if server else None
+        l0 = server.loop_cpu() if server else None
         r0 = proc_cpu(relay) if relay else None
         t0 = time.perf_counter()
         proc = subprocess.Popen(
@@ -438,6 +448,7 @@ def run_client(
         if server:
             time.sleep(0.2)  # what the server still does for this request (a final's join)
         s1 = server.cpu() if server else None
+        l1 = server.loop_cpu() if server else None
         r1 = proc_cpu(relay) if relay else None
         out.seek(0)
         err.seek(0)
@@ -458,6 +469,7 @@ def run_client(
         rss_mib=usage.ru_maxrss / 1024,
         server_cpu=None if s0 is None or s1 is None else s1 - s0,
         relay_cpu=None if r0 is None or r1 is None else r1 - r0,
+        server_loop_cpu=None if l0 is None or l1 is None else l1 - l0,
         info=info,
     )
 
@@ -477,6 +489,9 @@ def median_run(runs: list[Run]) -> Run:
         relay_cpu=None
         if mid.relay_cpu is None
         else statistics.median(r.relay_cpu or 0.0 for r in runs),
+        server_loop_cpu=None
+        if mid.server_loop_cpu is None
+        else statistics.median(r.server_loop_cpu or 0.0 for r in runs),
     )
 
 
@@ -484,9 +499,17 @@ def median_run(runs: list[Run]) -> Run:
 
 
 def iperf3(
-    host: str, streams: Sequence[int], prefix: Sequence[str] = (), seconds: int = 3
+    host: str,
+    streams: Sequence[int],
+    prefix: Sequence[str] = (),
+    seconds: int = 3,
+    total: int | None = None,
 ) -> dict[int, float | None]:
-    """Raw TCP MB/s to ``host`` with n parallel streams (iperf3; server in ``prefix``)."""
+    """Raw TCP MB/s to ``host`` with n parallel streams (iperf3; server in ``prefix``).
+
+    ``total``: send that many bytes in all from cold connections instead of running
+    ``seconds`` (the ceiling of one transfer of that size, slow start included).
+    """
     rates: dict[int, float | None] = {}
     if shutil.which("iperf3") is None:
         return dict.fromkeys(streams)
@@ -506,8 +529,9 @@ def iperf3(
                     if time.monotonic() > deadline or srv.poll() is not None:
                         raise RuntimeError("iperf3 server did not start")
                     time.sleep(0.05)
+                amount = ["-n", str(total)] if total else ["-t", str(seconds)]
                 done = subprocess.run(
-                    ["iperf3", "-c", host, "-p", str(port), "-P", str(n), "-t", str(seconds), "-J"],
+                    ["iperf3", "-c", host, "-p", str(port), "-P", str(n), *amount, "-J"],
                     capture_output=True,
                     text=True,
                     timeout=seconds + 30,

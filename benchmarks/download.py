@@ -334,6 +334,9 @@ def run_network(
         limits: dict[str, float | None] = {
             f"iperf3 {n} stream{'s' if n > 1 else ''}": ip[n] for n in streams
         }
+        if wan:  # one transfer of this size from cold: slow start is most of it here
+            cold = P.iperf3(host, [16], prefix, total=size)[16]
+            limits[f"iperf3 16 streams, one {size >> 20} MiB transfer"] = cold
         limits[f"write to {P.fs_type(dl)} data folder"] = P.disk_write(dl, min(size, P.GiB))
         if P.fs_type(dl) == "tmpfs" and not wan:
             disk = Path(os.environ.get("BENCH_DISK") or tempfile.gettempdir())

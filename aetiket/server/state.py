@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from aiohttp import web
 
@@ -10,7 +11,7 @@ from .auth import Caller, bearer_token, token_caller
 from .config import ServerConfig
 from .db import Database
 
-__all__ = ("STATE", "ServerState", "base_url", "caller", "state")
+__all__ = ("CALLER", "REQUEST_ID", "STATE", "ServerState", "base_url", "caller", "state")
 
 
 @dataclasses.dataclass
@@ -20,6 +21,18 @@ class ServerState:
 
 
 STATE = web.AppKey("aetiket_state", ServerState)
+
+
+def _request_key(name: str, kind: type) -> Any:
+    """A typed key for per-request values (aiohttp >= 3.13 warns about plain strings;
+    older versions have no RequestKey and take the string)."""
+    make = getattr(web, "RequestKey", None)
+    return make(name, kind) if make is not None else name
+
+
+#: Per-request values: who is calling (once authenticated), the id in logs and headers.
+CALLER = _request_key("aetiket_caller", Caller)
+REQUEST_ID = _request_key("aetiket_request_id", str)
 
 
 def state(request: web.Request) -> ServerState:
@@ -36,10 +49,10 @@ def base_url(request: web.Request) -> str:
 
 async def caller(request: web.Request) -> Caller:
     """The authenticated user of the request (401 with WWW-Authenticate otherwise)."""
-    cached: Caller | None = request.get("caller")
+    cached: Caller | None = request.get(CALLER)
     if cached is not None:
         return cached
     token = bearer_token(request)
     who = await request.app[STATE].db.run(token_caller, token)
-    request["caller"] = who
+    request[CALLER] = who
     return who

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..errors import ApiError, PayloadTooLarge, ValidationFailed, error_for_status
 from ..models import validation_details
+from .state import REQUEST_ID
 
 __all__ = (
     "Handler",
@@ -144,7 +145,7 @@ def path_param(request: web.Request, name: str) -> str:
 
 
 def _error_response(request: web.Request, exc: ApiError) -> web.Response:
-    headers = {"X-Request-ID": request.get("request_id", "")}
+    headers = {"X-Request-ID": request.get(REQUEST_ID, "")}
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     headers.update(exc.headers)
@@ -156,7 +157,7 @@ def _error_response(request: web.Request, exc: ApiError) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error answer is JSON; the access log gets one line per request."""
-    request["request_id"] = secrets.token_hex(8)
+    request[REQUEST_ID] = secrets.token_hex(8)
     start = time.perf_counter()
     response: web.StreamResponse
     try:
@@ -182,7 +183,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("unhandled error in %s %s", request.method, request.path)
         response = _error_response(request, error_for_status(500, "Internal server error"))
     else:
-        response.headers.setdefault("X-Request-ID", request["request_id"])
+        response.headers.setdefault("X-Request-ID", request[REQUEST_ID])
     # Paths and statuses only: tokens travel in headers and form bodies, never logged.
     log.info(
         "%s %s %s %.1fms",

@@ -63,11 +63,18 @@ class Reader:
         raise NotImplementedError
 
     async def body(
-        self, offset: int, n: int, piece: int, sent: Sent, before: Sent | None = None
+        self,
+        offset: int,
+        n: int,
+        piece: int,
+        sent: Sent,
+        before: Sent | None = None,
+        *,
+        zero_copy: bool = True,
     ) -> aiohttp.payload.Payload:
         """A request body of ``n`` bytes from ``offset``, sent ``piece`` bytes at a time;
         ``before(k)`` is awaited before each piece goes (a bandwidth limit), ``sent(k)``
-        after it has gone (progress)."""
+        after it has gone (progress). ``zero_copy``: a file on disk goes by sendfile."""
         return _StreamedPayload(self, offset, n, piece, sent, before)
 
 
@@ -86,13 +93,22 @@ class _FileReader(Reader):
         return data
 
     async def body(
-        self, offset: int, n: int, piece: int, sent: Sent, before: Sent | None = None
+        self,
+        offset: int,
+        n: int,
+        piece: int,
+        sent: Sent,
+        before: Sent | None = None,
+        *,
+        zero_copy: bool = True,
     ) -> aiohttp.payload.Payload:
+        if not zero_copy:
+            return _StreamedPayload(self, offset, n, piece, sent, before)
         # A handle of its own: asyncio's sendfile moves the file position, which would
         # confuse the buffered aiofiles handle that read() uses.
         if self._raw is None:
             self._raw = await anyio.to_thread.run_sync(open, self._path, "rb", 0)
-        return _SendfilePayload(self._raw, offset, n, piece, sent, before, self._path)
+        return _SendfilePayload(self._raw, offset, n, piece, sent, before, str(self._path))
 
     def close(self) -> None:
         if self._raw is not None:
@@ -223,13 +239,21 @@ class Source:
 
 
 class _BodyPayload(aiohttp.payload.Payload):
-    """A PATCH body of ``n`` bytes from ``offset`` of a source, with a callback per piece."""
+    """A PATCH body of ``n`` bytes from ``offset`` of a source, ``piece`` bytes at a time,
+    with a callback before and after each piece."""
 
     def __init__(
-        self, value: Any, offset: int, n: int, piece: int, sent: Sent, before: Sent | None
+        self,
+        value: Any,
+        offset: int,
+        n: int,
+        piece: int,
+        sent: Sent,
+        before: Sent | None,
+        name: str = "the source",
     ) -> None:
         super().__init__(value, size=n, content_type="application/offset+octet-stream")
-        self._offset, self._n, self._piece = offset, n, piece
+        self._offset, self._n, self._piece, self._name = offset, n, piece, name
         self._sent, self._before = sent, before
 
     async def write(self, writer: AbstractStreamWriter) -> None:
@@ -238,26 +262,42 @@ class _BodyPayload(aiohttp.payload.Payload):
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("an upload body is binary")
 
-
-class _StreamedPayload(_BodyPayload):
-    """Read a piece, write it (bytes, streams, and files where sendfile cannot go)."""
-
     async def write_with_length(
         self, writer: AbstractStreamWriter, content_length: int | None
     ) -> None:
-        reader: Reader = self._value
+        await self._begin(writer)
         end = self._n if content_length is None else min(content_length, self._n)
         done = 0
         while done < end:
             size = min(self._piece, end - done)
             if self._before is not None:
                 await self._before(size)
-            data = await reader.read(self._offset + done, size)
-            if len(data) != size:
-                raise OSError(f"the source ended at byte {self._offset + done + len(data)}")
-            await writer.write(data)
+            n = await self._send(writer, self._offset + done, size)
+            if n != size:
+                raise OSError(
+                    f"{self._name} ended at byte {self._offset + done + n} "
+                    "(did it shrink while being uploaded?)"
+                )
             done += size
             await self._sent(size)
+
+    async def _begin(self, writer: AbstractStreamWriter) -> None:
+        """Before the first piece."""
+
+    async def _send(self, writer: AbstractStreamWriter, offset: int, size: int) -> int:
+        """Send ``size`` bytes from ``offset``; returns how many there were."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+class _StreamedPayload(_BodyPayload):
+    """Read a piece, write it: bytes in memory and file objects (no sendfile there)."""
+
+    async def _send(self, writer: AbstractStreamWriter, offset: int, size: int) -> int:
+        reader: Reader = self._value
+        data = await reader.read(offset, size)
+        if len(data) == size:
+            await writer.write(data)
+        return len(data)
 
 
 class _SendfilePayload(_BodyPayload):
@@ -265,43 +305,20 @@ class _SendfilePayload(_BodyPayload):
     through Python, which on a fast link halves the client's CPU time per byte. Over TLS
     asyncio falls back to reading and writing blocks itself."""
 
-    def __init__(
-        self,
-        raw: io.FileIO,
-        offset: int,
-        n: int,
-        piece: int,
-        sent: Sent,
-        before: Sent | None,
-        path: Path,
-    ) -> None:
-        super().__init__(raw, offset, n, piece, sent, before)
-        self._path = path
+    _transport: asyncio.WriteTransport
 
-    async def write_with_length(
-        self, writer: AbstractStreamWriter, content_length: int | None
-    ) -> None:
+    async def _begin(self, writer: AbstractStreamWriter) -> None:
         transport = getattr(writer, "transport", None)
         if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
             raise ConnectionResetError("the connection closed before the body was sent")
+        self._transport = transport
         send_headers = getattr(writer, "send_headers", None)
         if send_headers is not None:
             send_headers()  # aiohttp >= 3.12 holds them back to go with the first chunk
+
+    async def _send(self, writer: AbstractStreamWriter, offset: int, size: int) -> int:
         loop = asyncio.get_running_loop()
-        end = self._n if content_length is None else min(content_length, self._n)
-        done = 0
-        while done < end:
-            size = min(self._piece, end - done)
-            if self._before is not None:
-                await self._before(size)
-            n = await loop.sendfile(transport, self._value, self._offset + done, size)
-            if n != size:
-                raise OSError(
-                    f"{self._path} ended at byte {self._offset + done + n} "
-                    "(did it shrink while being uploaded?)"
-                )
-            done += size
-            await self._sent(size)
+        return await loop.sendfile(self._transport, self._value, offset, size)
 
 
 async def open_source(

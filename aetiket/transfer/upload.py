@@ -139,6 +139,7 @@ class _Engine:
         self._offsets: dict[int, int] = {}  # resumed parts' offsets, asked up front
         self.keep_records = True
         self.etag: str | None = None  # what the answer completing the upload said
+        self.info: tus.ServerInfo | None = None
 
     # -- setup
 
@@ -270,6 +271,7 @@ class _Engine:
                 f"server accepts (Tus-Max-Size {info.max_size})"
             )
         self.algorithm = self._choose_checksum(info)
+        self.info = info
         if (
             record is not None
             and record.size == self.src.size
@@ -555,7 +557,10 @@ class _Engine:
                 header = await anyio.to_thread.run_sync(tus.checksum_header, algorithm, data)
                 body = await bytes_reader(data).body(0, n, block, sent, wait)
             else:
-                body = await reader.body(part.start + offset, n, block, sent, wait)
+                # sendfile spares the CPU, the limit near a server; far away the window
+                # is, and reads and writes keep the socket fuller (benchmarks/upload.py).
+                near = self.info is not None and self.info.latency < NEAR
+                body = await reader.body(part.start + offset, n, block, sent, wait, zero_copy=near)
             patched = await tus.patch(self.http, part.url, offset, body, size=n, checksum=header)
             if patched.etag is not None and not self.record.concat:
                 self.etag = patched.etag  # the upload is complete: its file's ETag
