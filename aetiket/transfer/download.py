@@ -69,6 +69,8 @@ FAR_CONNECTIONS = 16
 #: this many round trips to go: a new request costs a round trip or two and
 #: (on a new connection) a cold start, which near the end is slower than waiting.
 SPLIT_AFTER = 4
+#: Near a server, with a hash to check: the connections take stripes this large in order.
+STRIPE = 8 * 1024 * 1024
 #: How many times ``on_change="restart"`` starts over before giving up.
 RESTARTS = 3
 #: The hash follows the written bytes in steps of at least this much.
@@ -337,10 +339,16 @@ class _Download:
         return FAR_CONNECTIONS if latency >= NEAR else NEAR_CONNECTIONS
 
     def _fan_out(self, count: int) -> None:
-        """Start connections up to ``count`` on equal shares of what is left."""
+        """Start connections up to ``count`` on equal shares of what is left, or, near a
+        server and with a hash to check, on stripes taken in order of their offsets: the
+        written prefix then grows at the whole rate and the hash keeps up with it (with
+        shares only the first one's bytes could be hashed before the end)."""
         assert self.plan is not None
         self._fanned = True
-        self.plan.cut(count - self.workers)
+        pieces = count - self.workers
+        if self._digest is not None and self.latency < NEAR:
+            pieces = max(pieces, -(-self.plan.missing // STRIPE))
+        self.plan.cut(pieces)
         # Only for whole shares: splitting a running one would cut its connection.
         for _ in range(min(count - self.workers, self.plan.waiting)):
             self._spawn()

@@ -124,6 +124,11 @@ class SegmentPlan:
         self._pending = pieces
 
     @property
+    def missing(self) -> int:
+        """Bytes that no connection has taken yet."""
+        return sum(end - start for start, end in self._pending)
+
+    @property
     def waiting(self) -> int:
         """How many ranges wait for a connection (not counting splits)."""
         return len(self._pending)

@@ -51,7 +51,7 @@ from aetiket.errors import (
     RemoteChanged,
     TransferError,
 )
-from aetiket.transfer.download import PROBE, DownloadResult
+from aetiket.transfer.download import NEAR_CONNECTIONS, PROBE, STRIPE, DownloadResult
 from aetiket.transfer.progress import Progress
 from tests.conftest import ServerProcess
 from tests.faultproxy import Fault, FaultProxy, Rule
@@ -411,6 +411,25 @@ async def test_sizes_around_the_probe_and_progress(
         assert len(gets) == 2, gets
         assert result.connections == 2
         assert {e.status for e in gets} == {206}
+
+
+@bounded(30)
+async def test_near_a_server_with_a_hash_connections_take_stripes_in_order(env: Env) -> None:
+    """On loopback, with the server's SHA-256 to check, the rest after the first answer
+    is cut in stripes of STRIPE taken in order (the hash follows the written prefix), by
+    at most NEAR_CONNECTIONS connections."""
+    size = PROBE + 10 * STRIPE
+    blob = await env.blob(size, seed=5)
+    dest = env.tmp / "striped.bin"
+    async with FaultProxy(env.server.url) as proxy, env.client(proxy.url) as client:
+        result = await client.download(env.scope, blob.uid, dest)
+    assert result.verified and result.sha256 == blob.sha256
+    assert sha256_of(dest) == blob.sha256
+    gets = [e for e in proxy.log if e.path.startswith(CONTENT)]
+    # The first answer, ten stripes (and at the end an idle connection may take half of
+    # a stripe still running).
+    assert len(gets) >= 11, gets
+    assert result.connections == NEAR_CONNECTIONS
 
 
 # ---------------------------------------------------------------------------- bad bodies
