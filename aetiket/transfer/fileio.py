@@ -75,7 +75,17 @@ class Reader:
         """A request body of ``n`` bytes from ``offset``, sent ``piece`` bytes at a time;
         ``before(k)`` is awaited before each piece goes (a bandwidth limit), ``sent(k)``
         after it has gone (progress). ``zero_copy``: a file on disk goes by sendfile."""
+        if zero_copy:
+            direct = await self._direct(offset, n, piece, sent, before)
+            if direct is not None:
+                return direct
         return _StreamedPayload(self, offset, n, piece, sent, before)
+
+    async def _direct(
+        self, offset: int, n: int, piece: int, sent: Sent, before: Sent | None
+    ) -> aiohttp.payload.Payload | None:
+        """A body the kernel sends from the file, where there is a file: else None."""
+        return None
 
 
 class _FileReader(Reader):
@@ -92,18 +102,9 @@ class _FileReader(Reader):
         self._pos = offset + len(data)
         return data
 
-    async def body(
-        self,
-        offset: int,
-        n: int,
-        piece: int,
-        sent: Sent,
-        before: Sent | None = None,
-        *,
-        zero_copy: bool = True,
-    ) -> aiohttp.payload.Payload:
-        if not zero_copy:
-            return _StreamedPayload(self, offset, n, piece, sent, before)
+    async def _direct(
+        self, offset: int, n: int, piece: int, sent: Sent, before: Sent | None
+    ) -> aiohttp.payload.Payload | None:
         # A handle of its own: asyncio's sendfile moves the file position, which would
         # confuse the buffered aiofiles handle that read() uses.
         if self._raw is None:
