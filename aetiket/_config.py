@@ -90,7 +90,8 @@ class TransferConfig:
     ``chunk_size``: bytes per tus PATCH request at most (a part may take several). Large
     by default (1 GiB, as tus-js-client sends a whole file): each PATCH costs a round trip
     and the server's per-request work, and a broken PATCH keeps what arrived anyway. A
-    proxy that limits request bodies (nginx: ``client_max_body_size``) needs it smaller.
+    413 (a proxy's body limit, e.g. nginx's ``client_max_body_size``) halves the PATCHes
+    (down to 1 MiB); setting it smaller spares those refused requests.
     ``min_part``: no part (or segment) smaller than this; fewer parts for small files.
     ``block_size``: bytes read from or written to disk at a time (memory per connection).
     ``checksum``: per-PATCH Upload-Checksum: ``"auto"`` (the best the server offers),

@@ -41,6 +41,7 @@ from ..errors import (
     Conflict,
     Gone,
     NotFound,
+    PayloadTooLarge,
     ProtocolError,
     ServerError,
     TooManyRequests,
@@ -69,6 +70,8 @@ __all__ = (
 ETIKET_ENDPOINT = "/api/v1/uploads/"
 #: Bytes per PATCH when a per-PATCH checksum is sent (the chunk is held in memory).
 CHECKSUM_CHUNK = 8 * 1024 * 1024
+#: PATCHes are halved on a 413 down to this size, then the upload gives up.
+MIN_CHUNK = 1024 * 1024
 #: A part this small goes in its creation request (creation-with-upload).
 SMALL = 256 * 1024
 #: Default partial uploads to a far server (OPTIONS slower than NEAR seconds): each
@@ -140,6 +143,8 @@ class _Engine:
         self.keep_records = True
         self.etag: str | None = None  # what the answer completing the upload said
         self.info: tus.ServerInfo | None = None
+        self.chunk_size = config.chunk_size  # halved when a 413 says PATCHes are too large
+        self._patch_sizes: dict[int, int] = {}  # each part's last PATCH size
 
     # -- setup
 
@@ -461,6 +466,20 @@ class _Engine:
                     failure: Exception = exc
                     part.url, offset = None, None  # the server lost it: start this part over
                     await self._save()
+                except PayloadTooLarge as exc:
+                    # A PATCH beyond a body limit on the way (a proxy's, e.g. nginx's
+                    # client_max_body_size): halve the PATCHes of every part and go on.
+                    # A 413 to the creation (the file is too large) is final.
+                    tried = self._patch_sizes.get(index)
+                    if part.url is None or tried is None or tried <= MIN_CHUNK:
+                        raise UploadError(
+                            f"{self.target}: part {index}: {exc} (a PATCH of {tried} bytes "
+                            "was refused; set a smaller chunk_size?)"
+                        ) from exc
+                    # Half of what was refused (parts refused at once halve it once).
+                    self.chunk_size = min(self.chunk_size, max(MIN_CHUNK, tried // 2))
+                    offset = None
+                    continue
                 except (
                     TransportError,
                     ServerError,
@@ -527,12 +546,13 @@ class _Engine:
         part = self.record.parts[index]
         assert part.url is not None
         block = self.config.block_size
-        chunk = self.config.chunk_size
+        chunk = self.chunk_size
         algorithm = self.algorithm
         data: bytes | None = None
         if algorithm is not None:
             chunk = min(chunk, CHECKSUM_CHUNK)
         n = min(chunk, length - offset)
+        self._patch_sizes[index] = n
         if algorithm is not None:
             # A checksum goes in the headers: the chunk is read (and held) before it goes.
             data = await reader.read(part.start + offset, n)

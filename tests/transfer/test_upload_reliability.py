@@ -420,6 +420,31 @@ async def test_the_default_parallelism_follows_the_servers_round_trip(env: Env) 
 
 
 @bounded(60)
+async def test_patches_refused_as_too_large_are_halved_until_they_pass(env: Env) -> None:
+    """A body limit on the way (a proxy answering 413 to large PATCHes): the engine halves
+    its PATCHes and goes on; a 413 at the smallest size is an UploadError that says so."""
+    data = random.Random(413).randbytes(3 * MiB)
+    uid = await env.new_file()
+    cfg = config(env.tmp / "resume", parallel=1, chunk_size=4 * MiB)
+    async with FaultProxy(env.server.url) as proxy:
+        proxy.add(Fault(answer=413), method="PATCH", times=2)  # 3 MiB, then 1.5 MiB
+        async with env.client(proxy.url, cfg) as client:
+            result = await client.upload(data, scope=env.scope, file_uid=uid)
+        patches = [e for e in proxy.log if e.method == "PATCH"]
+    assert result.verified
+    await env.check_content(uid, data)
+    # Refused at 3 MiB and 1.5 MiB, then 1 MiB PATCHes (the floor): 3 of them.
+    assert [e.status for e in patches] == [413, 413, 204, 204, 204]
+
+    uid = await env.new_file()
+    async with FaultProxy(env.server.url) as proxy:
+        proxy.add(Fault(answer=413), method="PATCH")
+        async with env.client(proxy.url, cfg) as client:
+            with pytest.raises(UploadError, match="1048576 bytes was refused"):
+                await client.upload(data, scope=env.scope, file_uid=uid)
+
+
+@bounded(60)
 async def test_a_5xx_answer_to_the_final_post_is_retried(env: Env) -> None:
     """A 503 on the final POST (nothing concatenated: the partials are intact) is a
     transient failure like any other, not the end of an upload whose bytes are all sent."""
