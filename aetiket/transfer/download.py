@@ -425,15 +425,15 @@ class _Download:
                 async with self.http.send(
                     "GET", self.url, headers=headers, ok=frozenset({200, 206}), total_timeout=False
                 ) as resp:
-                    latency = round_trip(resp, anyio.current_time() - asked)
-                    seg.answered(anyio.current_time())
-                    scope.deadline = anyio.current_time() + stall
+                    now = anyio.current_time()
+                    seg.answered(now)
+                    scope.deadline = now + stall
                     if probing:
-                        await self._probe_answer(seg, resp, latency)
+                        await self._probe_answer(seg, resp, round_trip(resp, now - asked))
                     else:
                         self._check(seg, resp)
                         if not self._fanned and self.plan is not None:  # a resume's first
-                            self._fan_out(self._connections(latency))
+                            self._fan_out(self._connections(round_trip(resp, now - asked)))
                     return await self._read_into(seg, resp, writer, scope, stall)
             except RangeNotSatisfiable:
                 if probing and seg.pos == 0:
