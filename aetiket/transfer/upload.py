@@ -76,7 +76,7 @@ MIN_CHUNK = 1024 * 1024
 SMALL = 256 * 1024
 #: Default partial uploads to a far server (OPTIONS slower than NEAR seconds): each
 #: connection is window-bound there, so several fill the path (benchmarks/upload.py).
-FAR_PARTS = 8
+FAR_PARTS = 16
 _META_PART = "aetiket-part"
 _META_FP = "aetiket-fp"
 
@@ -577,10 +577,9 @@ class _Engine:
                 header = await anyio.to_thread.run_sync(tus.checksum_header, algorithm, data)
                 body = await bytes_reader(data).body(0, n, block, sent, wait)
             else:
-                # sendfile spares the CPU, the limit near a server; far away the window
-                # is, and reads and writes keep the socket fuller (benchmarks/upload.py).
-                near = self.info is not None and self.info.latency < NEAR
-                body = await reader.body(part.start + offset, n, block, sent, wait, zero_copy=near)
+                body = await reader.body(
+                    part.start + offset, n, block, sent, wait, zero_copy=self._zero_copy()
+                )
             patched = await tus.patch(self.http, part.url, offset, body, size=n, checksum=header)
             if patched.etag is not None and not self.record.concat:
                 self.etag = patched.etag  # the upload is complete: its file's ETag
@@ -589,6 +588,14 @@ class _Engine:
             await tracker.advance(index, patched.offset)
             return patched.offset
         raise _Stalled(f"part {index}: no byte moved for {stall:.0f} s at offset {offset}")
+
+    def _zero_copy(self) -> bool:
+        """Whether a file goes by sendfile. It spares the CPU, the limit near a server
+        and for parallel parts far away (client, server and network share the cores).
+        One connection far away is bound by its window instead, and reads and writes
+        kept it fuller in every run (benchmarks/upload.py)."""
+        near = self.info is not None and self.info.latency < NEAR
+        return near or self.record.concat
 
     def _throttled(self, scope: anyio.CancelScope) -> Callable[[int], Awaitable[None]]:
         """Wait for the bandwidth limit before a piece; the wait is no stall."""
