@@ -211,9 +211,17 @@ class HttpCore:
         self._session = session
         self._connector = connector
         self._owns_session = session is None
+        # How far each origin is, from its first answer: a later transfer there plans
+        # all its connections up front instead of waiting for a first answer of its own.
+        self._round_trips: dict[URL, float] = {}
 
     def __repr__(self) -> str:
         return f"HttpCore(base_url={str(self.base_url)!r})"
+
+    def round_trip_to(self, url: str | URL) -> float | None:
+        """The round trip to ``url``'s origin as measured on its first answer (see
+        ``round_trip``), or None before any answer from there."""
+        return self._round_trips.get(URL(url).origin())
 
     # -- lifecycle
 
@@ -381,6 +389,7 @@ class HttpCore:
             if auth and self._tokens.access and self.same_origin(url):
                 send_headers["Authorization"] = f"Bearer {self._tokens.access}"
             wait: float | None = None
+            asked = time.monotonic()
             try:
                 resp = await self._request(
                     method,
@@ -400,6 +409,8 @@ class HttpCore:
                 log.debug("%s %s: %s; retry %d in %.2fs", method, url.path, exc, attempt, wait)
             else:
                 status = resp.status
+                if url.origin() not in self._round_trips:
+                    self._round_trips[url.origin()] = round_trip(resp, time.monotonic() - asked)
                 # A streamed body cannot be sent twice: its 401 goes to the caller, who
                 # refreshes (refresh_after) and resumes from the server's offset.
                 if status == 401 and auth and replayable and not refreshed and self._tokens.refresh:

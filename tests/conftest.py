@@ -54,17 +54,31 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None
-                 ) -> ServerProcess:
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
     """Start `python -m aetiket serve` on a free loopback port and wait until it listens."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
-    cmd = [sys.executable, "-m", "aetiket", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--data-dir", str(data_dir), "--admin-user", ADMIN_USER,
-           "--admin-password", ADMIN_PASSWORD, *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
-                            env={**os.environ, **(env or {})})
+    cmd = [
+        sys.executable,
+        "-m",
+        "aetiket",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        "--admin-user",
+        ADMIN_USER,
+        "--admin-password",
+        ADMIN_PASSWORD,
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **(env or {})}
+    )
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
     url = None
@@ -82,9 +96,15 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None
         proc.stdout.close()
         log.close()
         raise RuntimeError(f"aetiket serve did not start:\n{log_path.read_text()}")
-    return ServerProcess(url=url, data_dir=data_dir, admin_user=ADMIN_USER,
-                         admin_password=ADMIN_PASSWORD, process=proc, log_path=log_path,
-                         log_file=log)
+    return ServerProcess(
+        url=url,
+        data_dir=data_dir,
+        admin_user=ADMIN_USER,
+        admin_password=ADMIN_PASSWORD,
+        process=proc,
+        log_path=log_path,
+        log_file=log,
+    )
 
 
 @pytest.fixture(scope="session")

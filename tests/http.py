@@ -31,8 +31,7 @@ class Answer:
 class Api:
     """Requests to one server as one user (or anonymous)."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, token: str | None = None
-                 ) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, token: str | None = None) -> None:
         self.session = session
         self.url = url.rstrip("/")
         self.token = token
@@ -44,19 +43,33 @@ class Api:
             out["Authorization"] = f"Bearer {self.token}"
         return out
 
-    async def request(self, method: str, path: str, *, json: Any = None,
-                      data: Any = None, params: Any = None,
-                      headers: dict[str, str] | None = None) -> Answer:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: Any = None,
+        params: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
         url = path if path.startswith("http") else self.url + path
-        async with self.session.request(method, url, json=json, data=data, params=params,
-                                        headers=self._headers(headers),
-                                        allow_redirects=False) as resp:
+        async with self.session.request(
+            method,
+            url,
+            json=json,
+            data=data,
+            params=params,
+            headers=self._headers(headers),
+            allow_redirects=False,
+        ) as resp:
             body = await resp.read()
             return Answer(resp.status, resp.headers, body)
 
     async def login(self, username: str, password: str) -> Api:
-        ans = await self.request("POST", "/api/v1/token",
-                                 data={"username": username, "password": password, "scope": ""})
+        ans = await self.request(
+            "POST", "/api/v1/token", data={"username": username, "password": password, "scope": ""}
+        )
         assert ans.status == 200, ans.body
         tok = ans.json()
         self.token, self.refresh_token = tok["access_token"], tok["refresh_token"]
@@ -69,12 +82,22 @@ class Api:
         assert ans.status == 200, f"{method} {path}: {ans.status} {ans.body[:500]!r}"
         return ans.json()
 
-    async def new_user(self, username: str | None = None, password: str = "pw-" + "x" * 8,
-                       admin: bool = False) -> tuple[str, str]:
+    async def new_user(
+        self, username: str | None = None, password: str = "pw-" + "x" * 8, admin: bool = False
+    ) -> tuple[str, str]:
         name = username or f"user-{uuid.uuid4().hex[:8]}"
-        await self.ok("POST", "/api/v1/users/", json={
-            "username": name, "firstname": "F", "lastname": "L", "email": f"{name}@example.org",
-            "hashed_password": password, "admin": admin})
+        await self.ok(
+            "POST",
+            "/api/v1/users/",
+            json={
+                "username": name,
+                "firstname": "F",
+                "lastname": "L",
+                "email": f"{name}@example.org",
+                "hashed_password": password,
+                "admin": admin,
+            },
+        )
         return name, password
 
     async def new_scope(self, name: str | None = None) -> str:
@@ -82,13 +105,26 @@ class Api:
         await self.ok("POST", "/api/v1/scopes/", json={"name": scope, "description": "test"})
         return scope
 
-    async def new_file(self, scope: str, *, dataset_uid: str | None = None,
-                       file_uid: str | None = None, **fields: Any) -> str:
+    async def new_file(
+        self,
+        scope: str,
+        *,
+        dataset_uid: str | None = None,
+        file_uid: str | None = None,
+        **fields: Any,
+    ) -> str:
         ds = dataset_uid or f"ds-{uuid.uuid4().hex[:8]}"
         fuid = file_uid or f"f-{uuid.uuid4().hex[:8]}"
-        await self.ok("POST", "/api/v1/datasets/", json={
-            "name": "dataset", "uid": ds, "scope": scope,
-            "files": [{"name": "file.bin", "uid": fuid, **fields}]})
+        await self.ok(
+            "POST",
+            "/api/v1/datasets/",
+            json={
+                "name": "dataset",
+                "uid": ds,
+                "scope": scope,
+                "files": [{"name": "file.bin", "uid": fuid, **fields}],
+            },
+        )
         return fuid
 
 
@@ -102,8 +138,9 @@ OCTETS = {"Content-Type": "application/offset+octet-stream"}
 
 
 @asynccontextmanager
-async def api_for(url: str, username: str | None = None, password: str | None = None
-                  ) -> AsyncIterator[Api]:
+async def api_for(
+    url: str, username: str | None = None, password: str | None = None
+) -> AsyncIterator[Api]:
     """An Api on its own session, logged in when credentials are given."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
         api = Api(session, url)

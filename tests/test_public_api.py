@@ -25,8 +25,12 @@ def test_every_error_is_exported() -> None:
 
 def test_every_public_struct_is_exported() -> None:
     for name, obj in vars(aetiket.models).items():
-        if (inspect.isclass(obj) and issubclass(obj, msgspec.Struct)
-                and not name.startswith("_") and obj.__module__ == "aetiket.models"):
+        if (
+            inspect.isclass(obj)
+            and issubclass(obj, msgspec.Struct)
+            and not name.startswith("_")
+            and obj.__module__ == "aetiket.models"
+        ):
             assert name in aetiket.models.__all__, name
 
 

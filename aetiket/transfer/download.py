@@ -126,6 +126,10 @@ class _Stalled(Exception):
     pass
 
 
+class _NoRanges(DownloadError):
+    """A 200 to the first ranged GETs of a download planned without a probe."""
+
+
 class _Download:
     def __init__(
         self,
@@ -166,6 +170,9 @@ class _Download:
         self.workers = 0
         self.peak = 0
         self._fanned = False
+        # Planned from the file's record without a probe: until the first 206 confirms
+        # them, Range support, the size and the ETag are assumptions.
+        self._unconfirmed = False
         self.latency = 0.0
         self.resumed = False
         self._last_record = 0.0
@@ -225,7 +232,7 @@ class _Download:
                 skip=sum(e - s for s, e in merge(record.done)),
             )
             try:
-                await self._fetch_all(first=None)
+                await self._fetch_all(first=None, latency=self.http.round_trip_to(self.url))
             except RemoteChanged:
                 if self.on_change != "restart":
                     raise
@@ -271,21 +278,46 @@ class _Download:
             self.expected_size, self.expected_sha256 = await self.expected()
 
     async def _start_over(self) -> None:
-        """A fresh download: probe with the first ranged GET, then fan out."""
+        """A fresh download: probe with the first ranged GET, then fan out; or, when the
+        file's record gave the size and the server answered this client before (so its
+        distance is known), all connections at once."""
+        size, latency = self.expected_size, self.http.round_trip_to(self.url)
+        if size is not None and size > PROBE and latency is not None:
+            # The probe's answer would cost every other connection two round trips
+            # (answer, then their own request) before their first byte.
+            self.remote = _Remote(size=size, etag=None, ranges=True)
+            self._unconfirmed = True
+            await self.sink.prepare(None, keep=False)
+            self.plan = SegmentPlan(size, [], self.segment_size)
+            self.tracker = ProgressTracker(self.name, size, [size], self.progress)
+            try:
+                await self._fetch_all(first=None, latency=latency)
+                return
+            except _NoRanges:
+                pass  # a server without Range after all: the probe's way, one stream
+            self.plan, self.tracker, self._digest = None, None, None
+            self._fanned = self._unconfirmed = False
         self.remote = _Remote(size=None, etag=None, ranges=False)
         await self.sink.prepare(None, keep=False)  # empty: the probe's connection writes
         await self._fetch_all(first=Segment(0, PROBE))
 
-    async def _fetch_all(self, first: Segment | None) -> None:
+    async def _fetch_all(self, first: Segment | None, latency: float | None = None) -> None:
+        """Run the connections: ``first`` (the probe), or with the plan already known
+        (a resume, a size from the record) either all at once when ``latency`` is known
+        or one connection first, whose round trip sets the rest."""
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 if first is None:
-                    # A resume: one connection first; its round trip sets the rest.
                     assert self.plan is not None
-                    self.plan.cut(self.parallel or FAR_CONNECTIONS)
-                    first = self.plan.take()
+                    if self._unconfirmed:
+                        tg.start_soon(self.sink.preallocate, self.plan.size)
                     self._start_hashing()
+                    if latency is not None:
+                        self._fan_out(self._connections(latency))
+                    else:
+                        self.plan.cut(self.parallel or FAR_CONNECTIONS)
+                        first = self.plan.take()
                 if first is not None:
                     tg.start_soon(self._worker, first)
         except BaseException as exc:
@@ -299,9 +331,9 @@ class _Download:
             )
 
     def _many_failed(self, message: str, errors: list[Exception]) -> TransferError:
-        changed = [e for e in errors if isinstance(e, RemoteChanged)]
-        if changed:
-            return changed[0]  # several connections saw the same change: that is the news
+        news = [e for e in errors if isinstance(e, RemoteChanged | _NoRanges)]
+        if news:
+            return news[0]  # several connections saw the same change: that is the news
         return DownloadError(
             f"{self.name}: connections {message}", segments=dict(enumerate(errors))
         )
@@ -435,11 +467,13 @@ class _Download:
                         if not self._fanned and self.plan is not None:  # a resume's first
                             self._fan_out(self._connections(round_trip(resp, now - asked)))
                     return await self._read_into(seg, resp, writer, scope, stall)
-            except RangeNotSatisfiable:
+            except RangeNotSatisfiable as exc:
                 if probing and seg.pos == 0:
                     await self._on_probe(seg, 0, None, ranges=True, latency=0.0)  # empty
                     seg.end = 0
                     return True
+                if self._unconfirmed:
+                    raise self._not_the_record(f"416 for bytes {seg.pos}-") from exc
                 raise
         raise _Stalled(f"{self.name}: no byte for {stall:.0f} s at offset {seg.pos}")
 
@@ -462,10 +496,19 @@ class _Download:
             # 200: Range is not supported; this one answer is the whole file.
             await self._on_probe(seg, resp.content_length, etag, ranges=False, latency=latency)
 
+    def _not_the_record(self, answer: str) -> RemoteChanged:
+        return RemoteChanged(
+            f"{self.name}: the server answers {answer}, the record says "
+            f"{self.remote.size} bytes; download it again, or use on_change='restart'"
+        )
+
     def _check(self, seg: Segment, resp: aiohttp.ClientResponse) -> None:
         if resp.status == 200 and not self.remote.ranges:
             seg.pos = 0  # no Range support: the stream starts over (bytes already counted)
             return
+        if resp.status == 200 and self._unconfirmed:
+            self.remote.ranges = False  # no control record for ranges that do not exist
+            raise _NoRanges(f"GET {self.url}: a 200 to a ranged GET (no Range support)")
         if resp.status == 200:
             if self.remote.etag:
                 raise RemoteChanged(
@@ -477,6 +520,13 @@ class _Download:
                 "the server sent the whole file (200)"
             )
         etag = resp.headers.get("ETag")
+        start, end, total = _content_range(resp.headers.get("Content-Range"))
+        if self._unconfirmed:
+            if total != self.remote.size:
+                raise self._not_the_record(f"Content-Range {resp.headers.get('Content-Range')}")
+            if etag is not None and not etag.startswith("W/"):
+                self.remote.etag = etag  # the first answer's validator pins the rest
+            self._unconfirmed = False
         if self.remote.etag and etag and etag != self.remote.etag:
             # A server that ignores If-Range: never mix two versions in one file.
             raise RemoteChanged(
@@ -484,7 +534,6 @@ class _Download:
                 f"{self.remote.etag}); download it again, or use "
                 "on_change='restart'"
             )
-        start, end, total = _content_range(resp.headers.get("Content-Range"))
         length = resp.content_length
         if (
             start != seg.pos

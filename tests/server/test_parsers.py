@@ -104,8 +104,9 @@ def _positions() -> st.SearchStrategy[str]:
     return st.one_of(st.just(""), numbers)
 
 
-_UNITS = st.sampled_from(["bytes", "BYTES", "Bytes", "bYtEs", "byte", "bytess", "items",
-                          "none", "", "bytes "])
+_UNITS = st.sampled_from(
+    ["bytes", "BYTES", "Bytes", "bYtEs", "byte", "bytess", "items", "none", "", "bytes "]
+)
 _EQ = st.sampled_from(["=", " = ", "\t=", "", "==", ":"])
 _DASH = st.sampled_from(["-", " - ", "\t-", "", "--", "+", "\u2013"])
 _PAD = st.sampled_from(["", " ", "\t", "  "])
@@ -117,13 +118,19 @@ def range_headers(draw: st.DrawFn) -> str:
     spec = draw(_positions()) + draw(_DASH) + draw(_positions())
     header = draw(_PAD) + draw(_UNITS) + draw(_EQ) + spec
     if draw(st.integers(0, 5)) == 0:
-        header += draw(st.sampled_from([",", ", ", " ,"])) + draw(_positions()) + "-" + draw(
-            _positions())
+        header += (
+            draw(st.sampled_from([",", ", ", " ,"])) + draw(_positions()) + "-" + draw(_positions())
+        )
     return header + draw(_PAD)
 
 
-_ASCII_GARBAGE = st.text(alphabet=string.printable.replace("\n", "").replace("\r", "")
-                         .replace("\x0b", "").replace("\x0c", ""), max_size=30)
+_ASCII_GARBAGE = st.text(
+    alphabet=string.printable.replace("\n", "")
+    .replace("\r", "")
+    .replace("\x0b", "")
+    .replace("\x0c", ""),
+    max_size=30,
+)
 _RANGE_ALPHABET = st.text(alphabet="bytesBYTES=-0123456789, \t", max_size=20)
 
 
@@ -170,15 +177,18 @@ def test_suffix_range_of_empty_representation_is_not_416() -> None:
     assert server_range("bytes=0-", 0) == UNSATISFIABLE
 
 
-@pytest.mark.parametrize("header", [
-    "bytes=\u0661-\u0662",  # ARABIC-INDIC DIGITS ONE and TWO: not DIGIT
-    "bytes=\uff11-\uff12",  # FULLWIDTH DIGITS
-    "byte\u017f=1-2",  # LATIN SMALL LETTER LONG S folds to "s" under re.I
-    "bytes=1-2\x0b",  # VT is not OWS
-    "bytes=1\x1c-2",  # INFORMATION SEPARATOR FOUR is str.isspace() but not OWS
-    "bytes\u00a0=1-2",  # NO-BREAK SPACE
-    "bytes=1-2\u2003",  # EM SPACE
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=\u0661-\u0662",  # ARABIC-INDIC DIGITS ONE and TWO: not DIGIT
+        "bytes=\uff11-\uff12",  # FULLWIDTH DIGITS
+        "byte\u017f=1-2",  # LATIN SMALL LETTER LONG S folds to "s" under re.I
+        "bytes=1-2\x0b",  # VT is not OWS
+        "bytes=1\x1c-2",  # INFORMATION SEPARATOR FOUR is str.isspace() but not OWS
+        "bytes\u00a0=1-2",  # NO-BREAK SPACE
+        "bytes=1-2\u2003",  # EM SPACE
+    ],
+)
 def test_parse_range_is_ascii_only(header: str) -> None:
     """DIGIT, the range unit and OWS are ASCII (RFC 9110 5.6.1, 14.1): a header
     spelled with other characters is not a valid Range and is ignored."""
@@ -229,12 +239,12 @@ def rfc_if_range(header: str | None, etag: str, last_modified: datetime) -> bool
 def _date_forms(when: datetime) -> list[str]:
     when = when.astimezone(timezone.utc)
     asctime = when.strftime("%a %b ") + f"{when.day:2d}" + when.strftime(" %H:%M:%S %Y")
-    return [when.strftime(_HTTP_DATE_FORMATS[0]), when.strftime(_HTTP_DATE_FORMATS[1]),
-            asctime]
+    return [when.strftime(_HTTP_DATE_FORMATS[0]), when.strftime(_HTTP_DATE_FORMATS[1]), asctime]
 
 
-_DATES = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2060, 1, 1),
-                      timezones=st.just(timezone.utc))
+_DATES = st.datetimes(
+    min_value=datetime(1971, 1, 1), max_value=datetime(2060, 1, 1), timezones=st.just(timezone.utc)
+)
 
 
 @st.composite
@@ -246,8 +256,20 @@ def if_range_cases(draw: st.DrawFn) -> tuple[str, str, datetime]:
     if kind == 0:
         header = draw(_PAD) + etag + draw(_PAD)
     elif kind == 1:
-        header = draw(st.sampled_from([f"W/{etag}", etag[1:-1], etag.upper(), f'"{etag}"',
-                                       etag[:-2] + '"', '"*"', "*", '""']))
+        header = draw(
+            st.sampled_from(
+                [
+                    f"W/{etag}",
+                    etag[1:-1],
+                    etag.upper(),
+                    f'"{etag}"',
+                    etag[:-2] + '"',
+                    '"*"',
+                    "*",
+                    '""',
+                ]
+            )
+        )
     elif kind == 2:
         other = f'"{hashlib.sha256(content + b"x").hexdigest()}"'
         header = draw(st.sampled_from([other, f"W/{other}"]))
@@ -268,7 +290,8 @@ def if_range_cases(draw: st.DrawFn) -> tuple[str, str, datetime]:
 def test_if_range_follows_rfc_9110(case: tuple[str, str, datetime]) -> None:
     header, etag, last_modified = case
     assert if_range_allows(header, etag, last_modified) == rfc_if_range(
-        header, etag, last_modified), header
+        header, etag, last_modified
+    ), header
 
 
 @given(_DATES, st.integers(0, 999_999))
@@ -276,8 +299,9 @@ def test_if_range_date_matches_to_the_second(when: datetime, micro: int) -> None
     last_modified = when.replace(microsecond=micro)
     header = email.utils.format_datetime(when, usegmt=True)
     assert if_range_allows(header, '"x"', last_modified)
-    assert not if_range_allows(email.utils.format_datetime(when - timedelta(seconds=1),
-                                                           usegmt=True), '"x"', last_modified)
+    assert not if_range_allows(
+        email.utils.format_datetime(when - timedelta(seconds=1), usegmt=True), '"x"', last_modified
+    )
 
 
 def test_if_range_without_header_allows() -> None:
@@ -321,8 +345,12 @@ def metadata_headers(draw: st.DrawFn) -> tuple[str, dict[str, bytes]]:
 
 @settings(max_examples=300)
 @given(metadata_headers())
-@example(('filename d29ybGQ=,scope c2NvcGU=,uid dWlk',
-          {"filename": b"world", "scope": b"scope", "uid": b"uid"}))
+@example(
+    (
+        "filename d29ybGQ=,scope c2NvcGU=,uid dWlk",
+        {"filename": b"world", "scope": b"scope", "uid": b"uid"},
+    )
+)
 @example(('a"b YQ==', {'a"b': b"a"}))  # '"' is visible ASCII, neither space nor comma
 def test_parse_metadata_round_trips(case: tuple[str, dict[str, bytes]]) -> None:
     header, pairs = case
@@ -334,21 +362,24 @@ def test_parse_metadata_key_may_be_any_visible_ascii() -> None:
     assert parse_metadata(f"{key} YQ==") == {key: b"a"}
 
 
-@pytest.mark.parametrize("header", [
-    "a YQ==,a Yg==",  # repeated key
-    "a Y",  # not base64
-    "a YQ== extra",  # three parts
-    ",",  # empty pair
-    "a YQ==,",
-    "k\u00e9y YQ==",  # not ASCII
-    "a \u00e9",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "a YQ==,a Yg==",  # repeated key
+        "a Y",  # not base64
+        "a YQ== extra",  # three parts
+        ",",  # empty pair
+        "a YQ==,",
+        "k\u00e9y YQ==",  # not ASCII
+        "a \u00e9",
+    ],
+)
 def test_parse_metadata_rejects(header: str) -> None:
     with pytest.raises(BadRequest):
         parse_metadata(header)
 
 
-_META_GARBAGE = st.text(alphabet="ab =+/,\"\t\u00e9YQ", max_size=30)
+_META_GARBAGE = st.text(alphabet='ab =+/,"\t\u00e9YQ', max_size=30)
 
 
 @settings(max_examples=300)
@@ -367,8 +398,7 @@ _ALGOS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
 def test_parse_checksum_round_trips(algo: str, data: bytes, upper: bool, pad: str) -> None:
     digest = _ALGOS[algo](data).digest()
     name = algo.upper() if upper else algo
-    assert parse_checksum(f"{pad}{name} {base64.b64encode(digest).decode()}{pad}") == (
-        algo, digest)
+    assert parse_checksum(f"{pad}{name} {base64.b64encode(digest).decode()}{pad}") == (algo, digest)
 
 
 @given(st.sampled_from(sorted(_ALGOS)), st.binary(max_size=70))
@@ -396,12 +426,15 @@ def test_parse_checksum_garbage_is_bad_request(header: str) -> None:
         assert algo in _ALGOS and len(digest) == _ALGOS[algo]().digest_size
 
 
-_UPLOAD_UIDS = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=8,
-                       max_size=64)
+_UPLOAD_UIDS = st.text(
+    alphabet=string.ascii_letters + string.digits + "_-", min_size=8, max_size=64
+)
 
 
-@given(st.lists(_UPLOAD_UIDS, min_size=1, max_size=5),
-       st.sampled_from(["http://127.0.0.1:8000", "https://etiket.example.org", ""]))
+@given(
+    st.lists(_UPLOAD_UIDS, min_size=1, max_size=5),
+    st.sampled_from(["http://127.0.0.1:8000", "https://etiket.example.org", ""]),
+)
 def test_parse_concat_round_trips(uids: list[str], base: str) -> None:
     header = "final;" + " ".join(f"{base}/api/v1/uploads/{uid}" for uid in uids)
     assert parse_concat(header) == ("final", uids)
@@ -409,16 +442,19 @@ def test_parse_concat_round_trips(uids: list[str], base: str) -> None:
     assert parse_concat(None) == ("none", [])
 
 
-_URL_GARBAGE = st.text(alphabet=string.ascii_letters + string.digits + ":/[]@?#%._- \u00e9",
-                       max_size=60)
+_URL_GARBAGE = st.text(
+    alphabet=string.ascii_letters + string.digits + ":/[]@?#%._- \u00e9", max_size=60
+)
 
 
 @settings(max_examples=300)
-@given(st.one_of(
-    st.text(max_size=60),
-    st.builds(lambda u: "final;" + u, _URL_GARBAGE),
-    st.builds(lambda u: "final;http://" + u + "/api/v1/uploads/abcdefghij", _URL_GARBAGE),
-))
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.builds(lambda u: "final;" + u, _URL_GARBAGE),
+        st.builds(lambda u: "final;http://" + u + "/api/v1/uploads/abcdefghij", _URL_GARBAGE),
+    )
+)
 @example("final;http://[x/api/v1/uploads/abcdefghij")  # urlsplit: "Invalid IPv6 URL"
 @example("final;http://[::1/api/v1/uploads/abcdefghij")
 def test_parse_concat_garbage_is_bad_request(header: str) -> None:
@@ -436,8 +472,7 @@ def test_parse_uint_round_trips(number: int, left: str, right: str) -> None:
 
 
 @settings(max_examples=300)
-@given(st.one_of(st.text(max_size=30),
-                 st.text(alphabet="0123456789 -+_.e\u0661\t", max_size=25)))
+@given(st.one_of(st.text(max_size=30), st.text(alphabet="0123456789 -+_.e\u0661\t", max_size=25)))
 @example("-1")
 @example("1e3")
 @example("\uff11\uff12")  # fullwidth digits
@@ -473,8 +508,12 @@ def meta_allowed(meta: dict[str, Any]) -> bool:
     return True
 
 
-_JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40),
-                          st.floats(allow_nan=False, allow_infinity=False))
+_JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
 _META_VALUES = st.one_of(
     _META_STR,
     st.lists(_META_STR, max_size=4),
@@ -484,8 +523,9 @@ _META_VALUES = st.one_of(
     st.dictionaries(_META_STR, _META_STR, max_size=2),
     st.lists(st.lists(_META_STR, max_size=2), min_size=1, max_size=2),
 )
-_VALID_META = st.dictionaries(_META_STR, st.one_of(_META_STR, st.lists(_META_STR, max_size=4)),
-                              max_size=5)
+_VALID_META = st.dictionaries(
+    _META_STR, st.one_of(_META_STR, st.lists(_META_STR, max_size=4)), max_size=5
+)
 _ANY_META = st.dictionaries(st.one_of(_META_STR, _TEXT), _META_VALUES, max_size=5)
 
 

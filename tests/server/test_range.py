@@ -51,13 +51,23 @@ class Stored:
 
 
 async def _upload(api: Api, scope: str, uid: str, data: bytes) -> None:
-    ans = await api.request("POST", "/api/v1/uploads/", headers={
-        **TUS, "Upload-Length": str(len(data)),
-        "Upload-Metadata": tus_metadata(scope=scope, uid=uid)})
+    ans = await api.request(
+        "POST",
+        "/api/v1/uploads/",
+        headers={
+            **TUS,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": tus_metadata(scope=scope, uid=uid),
+        },
+    )
     assert ans.status == 201, ans.body
     if data:
-        ans = await api.request("PATCH", ans.headers["Location"], data=data,
-                                headers={**TUS, **OCTETS, "Upload-Offset": "0"})
+        ans = await api.request(
+            "PATCH",
+            ans.headers["Location"],
+            data=data,
+            headers={**TUS, **OCTETS, "Upload-Offset": "0"},
+        )
         assert ans.status == 204, ans.body
         assert ans.headers["Upload-Offset"] == str(len(data))
 
@@ -75,8 +85,15 @@ async def _store(url: str, user: str, password: str) -> Stored:
         empty = await api.ok("GET", f"/api/v1/uploads/{scope}/{empty_uid}")
         assert empty["status"] == "available" and empty["size"] == 0, empty
         assert api.token is not None
-        return Stored(url=url, token=api.token, scope=scope, uid=uid, data=data,
-                      empty_uid=empty_uid, modified=datetime.fromisoformat(info["modified"]))
+        return Stored(
+            url=url,
+            token=api.token,
+            scope=scope,
+            uid=uid,
+            data=data,
+            empty_uid=empty_uid,
+            modified=datetime.fromisoformat(info["modified"]),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +129,7 @@ def check_partial(ans: Answer, stored: Stored, method: str, first: int, last: in
     assert ans.headers["Content-Length"] == str(last - first + 1)
     check_content_headers(ans, stored, stored.data)
     if method == "GET":
-        assert ans.body == stored.data[first:last + 1]
+        assert ans.body == stored.data[first : last + 1]
     else:
         assert ans.body == b""
 
@@ -133,24 +150,28 @@ METHODS = pytest.mark.parametrize("method", ["GET", "HEAD"])
 
 
 @METHODS
-@pytest.mark.parametrize(("header", "first", "last"), [
-    ("bytes=0-99", 0, 99),  # first
-    ("bytes=1000-1999", 1000, 1999),  # middle
-    ("bytes=4900-4999", 4900, 4999),  # last
-    ("bytes=-100", SIZE - 100, SIZE - 1),  # suffix
-    ("bytes=500-", 500, SIZE - 1),  # open-ended
-    ("bytes=4999-", 4999, 4999),  # the last byte
-    ("bytes=0-0", 0, 0),  # the first byte
-    ("bytes=-1", SIZE - 1, SIZE - 1),
-    ("bytes=4000-999999", 4000, SIZE - 1),  # past the end: clamped
-    ("bytes=4999-5000", 4999, SIZE - 1),
-    ("bytes=-99999", 0, SIZE - 1),  # a suffix longer than the file: the whole file
-    (f"bytes=0-{SIZE - 1}", 0, SIZE - 1),  # the whole file: still 206
-    ("bytes=0-", 0, SIZE - 1),
-    ("BYTES=10-19", 10, 19),  # the unit is case-insensitive
-])
-async def test_range(api: Api, stored: Stored, method: str, header: str, first: int,
-                     last: int) -> None:
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("bytes=0-99", 0, 99),  # first
+        ("bytes=1000-1999", 1000, 1999),  # middle
+        ("bytes=4900-4999", 4900, 4999),  # last
+        ("bytes=-100", SIZE - 100, SIZE - 1),  # suffix
+        ("bytes=500-", 500, SIZE - 1),  # open-ended
+        ("bytes=4999-", 4999, 4999),  # the last byte
+        ("bytes=0-0", 0, 0),  # the first byte
+        ("bytes=-1", SIZE - 1, SIZE - 1),
+        ("bytes=4000-999999", 4000, SIZE - 1),  # past the end: clamped
+        ("bytes=4999-5000", 4999, SIZE - 1),
+        ("bytes=-99999", 0, SIZE - 1),  # a suffix longer than the file: the whole file
+        (f"bytes=0-{SIZE - 1}", 0, SIZE - 1),  # the whole file: still 206
+        ("bytes=0-", 0, SIZE - 1),
+        ("BYTES=10-19", 10, 19),  # the unit is case-insensitive
+    ],
+)
+async def test_range(
+    api: Api, stored: Stored, method: str, header: str, first: int, last: int
+) -> None:
     ans = await api.request(method, stored.path, headers={"Range": header})
     check_partial(ans, stored, method, first, last)
 
@@ -167,8 +188,14 @@ async def test_head_has_the_headers_of_get(api: Api, stored: Stored) -> None:
         head = await api.request("HEAD", stored.path, headers=headers)
         assert head.body == b""
         assert head.status == got.status
-        for name in ("Content-Length", "Content-Range", "Content-Type", "Accept-Ranges",
-                     "ETag", "Last-Modified"):
+        for name in (
+            "Content-Length",
+            "Content-Range",
+            "Content-Type",
+            "Accept-Ranges",
+            "ETag",
+            "Last-Modified",
+        ):
             assert head.headers.get(name) == got.headers.get(name), name
 
 
@@ -177,39 +204,53 @@ async def test_head_has_the_headers_of_get(api: Api, stored: Stored) -> None:
 
 @METHODS
 async def test_if_range_current_etag(api: Api, stored: Stored, method: str) -> None:
-    ans = await api.request(method, stored.path,
-                            headers={"Range": "bytes=10-20", "If-Range": stored.etag})
+    ans = await api.request(
+        method, stored.path, headers={"Range": "bytes=10-20", "If-Range": stored.etag}
+    )
     check_partial(ans, stored, method, 10, 20)
 
 
 @METHODS
-@pytest.mark.parametrize("if_range", [
-    '"0000000000000000000000000000000000000000000000000000000000000000"',  # stale
-    "W/{etag}",  # weak: never matches (RFC 9110 13.1.5)
-    "{bare}",  # not an entity-tag, not a date
-    "not a date",
-])
-async def test_if_range_mismatch_sends_everything(api: Api, stored: Stored, method: str,
-                                                  if_range: str) -> None:
+@pytest.mark.parametrize(
+    "if_range",
+    [
+        '"0000000000000000000000000000000000000000000000000000000000000000"',  # stale
+        "W/{etag}",  # weak: never matches (RFC 9110 13.1.5)
+        "{bare}",  # not an entity-tag, not a date
+        "not a date",
+    ],
+)
+async def test_if_range_mismatch_sends_everything(
+    api: Api, stored: Stored, method: str, if_range: str
+) -> None:
     value = if_range.format(etag=stored.etag, bare=stored.etag.strip('"'))
-    ans = await api.request(method, stored.path,
-                            headers={"Range": "bytes=10-20", "If-Range": value})
+    ans = await api.request(
+        method, stored.path, headers={"Range": "bytes=10-20", "If-Range": value}
+    )
     check_whole(ans, stored, method)
 
 
 @METHODS
 async def test_if_range_last_modified(api: Api, stored: Stored, method: str) -> None:
-    ans = await api.request(method, stored.path, headers={
-        "Range": "bytes=-10", "If-Range": http_date(stored.modified)})
+    ans = await api.request(
+        method, stored.path, headers={"Range": "bytes=-10", "If-Range": http_date(stored.modified)}
+    )
     check_partial(ans, stored, method, SIZE - 10, SIZE - 1)
 
 
 @METHODS
 @pytest.mark.parametrize("delta", [-86400, -1, 1])
-async def test_if_range_other_date_sends_everything(api: Api, stored: Stored, method: str,
-                                                    delta: int) -> None:
-    ans = await api.request(method, stored.path, headers={
-        "Range": "bytes=-10", "If-Range": http_date(stored.modified + timedelta(seconds=delta))})
+async def test_if_range_other_date_sends_everything(
+    api: Api, stored: Stored, method: str, delta: int
+) -> None:
+    ans = await api.request(
+        method,
+        stored.path,
+        headers={
+            "Range": "bytes=-10",
+            "If-Range": http_date(stored.modified + timedelta(seconds=delta)),
+        },
+    )
     check_whole(ans, stored, method)
 
 
@@ -220,8 +261,9 @@ async def test_if_range_without_range_is_ignored(api: Api, stored: Stored) -> No
 
 async def test_if_range_mismatch_overrides_416(api: Api, stored: Stored) -> None:
     # A failed If-Range means "send me the whole thing": the Range is never evaluated.
-    ans = await api.request("GET", stored.path, headers={
-        "Range": f"bytes={SIZE}-", "If-Range": '"stale"'})
+    ans = await api.request(
+        "GET", stored.path, headers={"Range": f"bytes={SIZE}-", "If-Range": '"stale"'}
+    )
     check_whole(ans, stored, "GET")
 
 
@@ -229,12 +271,15 @@ async def test_if_range_mismatch_overrides_416(api: Api, stored: Stored) -> None
 
 
 @METHODS
-@pytest.mark.parametrize("header", [
-    f"bytes={SIZE}-",
-    f"bytes={SIZE}-{SIZE + 100}",
-    "bytes=999999-",
-    "bytes=-0",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"bytes={SIZE}-",
+        f"bytes={SIZE}-{SIZE + 100}",
+        "bytes=999999-",
+        "bytes=-0",
+    ],
+)
 async def test_unsatisfiable(api: Api, stored: Stored, method: str, header: str) -> None:
     ans = await api.request(method, stored.path, headers={"Range": header})
     assert ans.status == 416, (ans.status, ans.body[:200])
@@ -248,22 +293,26 @@ async def test_unsatisfiable(api: Api, stored: Stored, method: str, header: str)
 
 
 @METHODS
-@pytest.mark.parametrize("header", [
-    "bytes=0-99,200-299",  # several ranges: served whole (aetiket serves one range)
-    "bytes=0-0,-1",
-    "bytes=abc",
-    "bytes=1-a",
-    "bytes=99-0",  # last < first: invalid
-    "bytes=",
-    "bytes=-",
-    "bytes 0-99",
-    "items=0-99",  # an unknown unit must be ignored
-    "=0-99",
-    "bytes=0-99;x",
-    "bytes=\u0661-\u0662",  # ARABIC-INDIC digits are not DIGIT
-])
-async def test_malformed_range_sends_everything(api: Api, stored: Stored, method: str,
-                                                header: str) -> None:
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=0-99,200-299",  # several ranges: served whole (aetiket serves one range)
+        "bytes=0-0,-1",
+        "bytes=abc",
+        "bytes=1-a",
+        "bytes=99-0",  # last < first: invalid
+        "bytes=",
+        "bytes=-",
+        "bytes 0-99",
+        "items=0-99",  # an unknown unit must be ignored
+        "=0-99",
+        "bytes=0-99;x",
+        "bytes=\u0661-\u0662",  # ARABIC-INDIC digits are not DIGIT
+    ],
+)
+async def test_malformed_range_sends_everything(
+    api: Api, stored: Stored, method: str, header: str
+) -> None:
     ans = await api.request(method, stored.path, headers={"Range": header})
     check_whole(ans, stored, method)
 
@@ -280,8 +329,9 @@ async def test_empty_file(api: Api, stored: Stored, method: str) -> None:
 
 @METHODS
 @pytest.mark.parametrize("header", ["bytes=0-", "bytes=0-0", "bytes=-0", "bytes=1-5"])
-async def test_empty_file_ranges_are_unsatisfiable(api: Api, stored: Stored, method: str,
-                                                   header: str) -> None:
+async def test_empty_file_ranges_are_unsatisfiable(
+    api: Api, stored: Stored, method: str, header: str
+) -> None:
     ans = await api.request(method, stored.empty_path, headers={"Range": header})
     assert ans.status == 416, (ans.status, ans.body[:200])
     assert ans.headers["Content-Range"] == "bytes */0"
@@ -290,8 +340,9 @@ async def test_empty_file_ranges_are_unsatisfiable(api: Api, stored: Stored, met
 
 
 @METHODS
-async def test_empty_file_suffix_range_sends_everything(api: Api, stored: Stored,
-                                                        method: str) -> None:
+async def test_empty_file_suffix_range_sends_everything(
+    api: Api, stored: Stored, method: str
+) -> None:
     # RFC 9110 14.1.1: on a zero-length representation a suffix-range with a non-zero
     # length is the only satisfiable range-spec; it selects the (empty) whole, which a
     # 206 cannot describe, so the Range is ignored: 200 with the empty body.

@@ -47,8 +47,20 @@ def test_port_in_use_is_one_line_error(tmp_path: Path) -> None:
         busy.listen(1)
         port = busy.getsockname()[1]
         out = subprocess.run(
-            [sys.executable, "-m", "aetiket", "serve", "--port", str(port), "--data-dir",
-             str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "aetiket",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "d"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert out.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
     assert "Traceback" not in out.stderr
@@ -56,7 +68,19 @@ def test_port_in_use_is_one_line_error(tmp_path: Path) -> None:
 
 def test_admin_user_needs_password(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "aetiket", "serve", "--admin-user", "x", "--data-dir",
-         str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "aetiket",
+            "serve",
+            "--admin-user",
+            "x",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "--admin-password" in out.stderr

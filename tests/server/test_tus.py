@@ -50,7 +50,10 @@ async def test_tus_options_needs_no_token(ctx: Ctx) -> None:
         assert {v.strip() for v in ans.headers["Tus-Extension"].split(",")} >= EXTENSIONS
         assert int(ans.headers["Tus-Max-Size"]) > 0
         assert {v.strip() for v in ans.headers["Tus-Checksum-Algorithm"].split(",")} >= {
-            "sha1", "md5", "sha256"}
+            "sha1",
+            "md5",
+            "sha256",
+        }
 
 
 async def test_tus_options_exact_offer(ctx: Ctx) -> None:
@@ -87,14 +90,17 @@ async def test_tus_resumable_required(ctx: Ctx, method: str, version: str | None
     loc = await created(ctx.api, 4, scope=ctx.scope, uid=fuid)
     headers = {} if version is None else {"Tus-Resumable": version}
     if method == "POST":
-        headers |= {"Upload-Length": "4", "Upload-Metadata": tus_metadata(scope=ctx.scope,
-                                                                          uid=fuid)}
+        headers |= {
+            "Upload-Length": "4",
+            "Upload-Metadata": tus_metadata(scope=ctx.scope, uid=fuid),
+        }
         ans = await ctx.api.request("POST", UPLOADS, headers=headers)
     elif method == "HEAD":
         ans = await ctx.api.request("HEAD", loc, headers=headers)
     else:
-        ans = await ctx.api.request("PATCH", loc, data=b"abcd",
-                                    headers={**headers, **OCTETS, "Upload-Offset": "0"})
+        ans = await ctx.api.request(
+            "PATCH", loc, data=b"abcd", headers={**headers, **OCTETS, "Upload-Offset": "0"}
+        )
     assert ans.status == 412, ans.body
     assert "1.0.0" in ans.headers["Tus-Version"].split(",")
     # Nothing was processed: one upload (the first) at offset 0.
@@ -119,15 +125,16 @@ async def test_tus_delete_and_listing_without_tus_resumable(ctx: Ctx) -> None:
 async def test_tus_creation_location_and_head(ctx: Ctx) -> None:
     fuid = await ctx.file()
     meta = tus_metadata(scope=ctx.scope, uid=fuid, filename="data.bin")
-    ans = await ctx.api.request("POST", UPLOADS, headers={
-        **TUS, "Upload-Length": "1000", "Upload-Metadata": meta})
+    ans = await ctx.api.request(
+        "POST", UPLOADS, headers={**TUS, "Upload-Length": "1000", "Upload-Metadata": meta}
+    )
     assert ans.status == 201, ans.body
     assert ans.headers["Tus-Resumable"] == "1.0.0"
     loc = ans.headers["Location"]
     parts = urlsplit(loc)
     assert parts.scheme == "http" and parts.netloc == urlsplit(ctx.url).netloc
     assert parts.path.startswith(UPLOADS) and len(parts.path) > len(UPLOADS)
-    assert "/" not in parts.path[len(UPLOADS):]
+    assert "/" not in parts.path[len(UPLOADS) :]
     assert ans.headers["Upload-Offset"] == "0"
     expires = expires_at(ans.headers["Upload-Expires"])
     assert expires > time.time() + 3600  # the default expiry is a day
@@ -183,37 +190,47 @@ async def test_tus_creation_needs_scope_and_uid(ctx: Ctx, meta: str | None) -> N
     assert (await file_status(ctx.api, ctx.scope, fuid))["uploads"] == []
 
 
-@pytest.mark.parametrize("bad_pair", [
-    "name not-base64!",   # the value is not base64
-    "name YQ== YQ==",     # three parts
-    "name YQ==,,x",       # an empty pair between commas
-    " ",                  # a blank pair
-    "scope YQ==",         # a repeated key
-])
+@pytest.mark.parametrize(
+    "bad_pair",
+    [
+        "name not-base64!",  # the value is not base64
+        "name YQ== YQ==",  # three parts
+        "name YQ==,,x",  # an empty pair between commas
+        " ",  # a blank pair
+        "scope YQ==",  # a repeated key
+    ],
+)
 async def test_tus_creation_malformed_metadata_400(ctx: Ctx, bad_pair: str) -> None:
     fuid = await ctx.file()
     meta = f"{tus_metadata(scope=ctx.scope, uid=fuid)},{bad_pair}"
-    ans = await ctx.api.request("POST", UPLOADS, headers={
-        **TUS, "Upload-Length": "10", "Upload-Metadata": meta})
+    ans = await ctx.api.request(
+        "POST", UPLOADS, headers={**TUS, "Upload-Length": "10", "Upload-Metadata": meta}
+    )
     assert ans.status == 400, (meta, ans.status, ans.body)
     assert (await file_status(ctx.api, ctx.scope, fuid))["uploads"] == []
 
 
-@pytest.mark.parametrize("headers", [
-    {"Upload-Length": "-1"},
-    {"Upload-Length": "ten"},
-    {"Upload-Length": "1.5"},
-    {"Upload-Length": "0x10"},
-    {"Upload-Length": ""},
-    {},                                                    # neither length nor defer
-    {"Upload-Length": "10", "Upload-Defer-Length": "1"},   # both
-    {"Upload-Defer-Length": "0"},
-    {"Upload-Defer-Length": "yes"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Upload-Length": "-1"},
+        {"Upload-Length": "ten"},
+        {"Upload-Length": "1.5"},
+        {"Upload-Length": "0x10"},
+        {"Upload-Length": ""},
+        {},  # neither length nor defer
+        {"Upload-Length": "10", "Upload-Defer-Length": "1"},  # both
+        {"Upload-Defer-Length": "0"},
+        {"Upload-Defer-Length": "yes"},
+    ],
+)
 async def test_tus_creation_bad_length_400(ctx: Ctx, headers: dict[str, str]) -> None:
     fuid = await ctx.file()
-    ans = await ctx.api.request("POST", UPLOADS, headers={
-        **TUS, **headers, "Upload-Metadata": tus_metadata(scope=ctx.scope, uid=fuid)})
+    ans = await ctx.api.request(
+        "POST",
+        UPLOADS,
+        headers={**TUS, **headers, "Upload-Metadata": tus_metadata(scope=ctx.scope, uid=fuid)},
+    )
     assert ans.status == 400, (headers, ans.status, ans.body)
     assert (await file_status(ctx.api, ctx.scope, fuid))["uploads"] == []
 
@@ -247,14 +264,18 @@ async def test_tus_upload_in_one_patch_and_file_status(ctx: Ctx) -> None:
     assert (await ctx.api.request("GET", f"/api/v1/files/{ctx.scope}/{fuid}")).status == 409
 
     loc = await created(ctx.api, len(data), scope=ctx.scope, uid=fuid)
-    uid = urlsplit(loc).path[len(UPLOADS):]
+    uid = urlsplit(loc).path[len(UPLOADS) :]
     out = await file_status(ctx.api, ctx.scope, fuid)
     assert out["status"] == "pending"
     assert len(out["uploads"]) == 1
     up = out["uploads"][0]
     assert up["uid"] == uid
-    assert (up["offset"], up["length"], up["concat"], up["completed"]) == (0, len(data), False,
-                                                                          False)
+    assert (up["offset"], up["length"], up["concat"], up["completed"]) == (
+        0,
+        len(data),
+        False,
+        False,
+    )
     assert "expires" in up
     assert (await ctx.api.request("GET", f"/api/v1/files/{ctx.scope}/{fuid}")).status == 409
 
@@ -268,7 +289,12 @@ async def test_tus_upload_in_one_patch_and_file_status(ctx: Ctx) -> None:
     out = await assert_available(ctx.api, ctx.scope, fuid, data)
     up = out["uploads"][0]
     assert (up["uid"], up["offset"], up["length"], up["concat"], up["completed"]) == (
-        uid, len(data), len(data), False, True)
+        uid,
+        len(data),
+        len(data),
+        False,
+        True,
+    )
     ans = await head(ctx.api, loc)
     assert ans.status == 200
     assert ans.headers["Upload-Offset"] == ans.headers["Upload-Length"] == str(len(data))
@@ -282,7 +308,7 @@ async def test_tus_upload_in_many_patches(ctx: Ctx) -> None:
     loc = await created(ctx.api, len(data), scope=ctx.scope, uid=fuid)
     offset = 0
     for i, size in enumerate(sizes):
-        body = data[offset:offset + size]
+        body = data[offset : offset + size]
         # Alternate a sized body and a chunked (streamed) one.
         sent = body if i % 2 == 0 else stream(body, chunk=64 * 1024)
         ans = await patch(ctx.api, loc, offset, sent)
@@ -301,8 +327,7 @@ async def test_tus_upload_in_many_patches(ctx: Ctx) -> None:
 async def test_tus_creation_with_upload_whole(ctx: Ctx) -> None:
     data = pattern(MiB + 3, seed=3)
     fuid = await ctx.file()
-    ans = await create(ctx.api, len(data), scope=ctx.scope, uid=fuid, data=data,
-                       headers=OCTETS)
+    ans = await create(ctx.api, len(data), scope=ctx.scope, uid=fuid, data=data, headers=OCTETS)
     assert ans.status == 201, ans.body
     assert ans.headers["Upload-Offset"] == str(len(data))
     assert "Upload-Expires" not in ans.headers
@@ -314,8 +339,9 @@ async def test_tus_creation_with_upload_part_then_patch(ctx: Ctx) -> None:
     data = pattern(2 * MiB + 9, seed=4)
     fuid = await ctx.file()
     first = MiB + 1
-    ans = await create(ctx.api, len(data), scope=ctx.scope, uid=fuid,
-                       data=stream(data[:first]), headers=OCTETS)
+    ans = await create(
+        ctx.api, len(data), scope=ctx.scope, uid=fuid, data=stream(data[:first]), headers=OCTETS
+    )
     assert ans.status == 201, ans.body
     assert ans.headers["Upload-Offset"] == str(first)
     assert "Upload-Expires" in ans.headers
@@ -328,11 +354,16 @@ async def test_tus_creation_with_upload_part_then_patch(ctx: Ctx) -> None:
 
 async def test_tus_creation_with_upload_checks_content_type_and_length(ctx: Ctx) -> None:
     fuid = await ctx.file()
-    ans = await create(ctx.api, 10, scope=ctx.scope, uid=fuid, data=b"0123456789",
-                       headers={"Content-Type": "application/octet-stream"})
+    ans = await create(
+        ctx.api,
+        10,
+        scope=ctx.scope,
+        uid=fuid,
+        data=b"0123456789",
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert ans.status == 415, ans.body
-    ans = await create(ctx.api, 10, scope=ctx.scope, uid=fuid, data=b"0123456789A",
-                       headers=OCTETS)
+    ans = await create(ctx.api, 10, scope=ctx.scope, uid=fuid, data=b"0123456789A", headers=OCTETS)
     assert ans.status == 400, ans.body
     assert (await file_status(ctx.api, ctx.scope, fuid))["status"] != "available"
 
@@ -341,25 +372,38 @@ async def test_tus_creation_with_upload_checksum(ctx: Ctx) -> None:
     """creation-with-upload: "similar rules as for the PATCH request apply" (tus 1.0.0)."""
     data = pattern(1000, seed=5)
     fuid = await ctx.file()
-    ans = await create(ctx.api, len(data), scope=ctx.scope, uid=fuid, data=data,
-                       headers={**OCTETS, "Upload-Checksum": checksum("sha256", data)})
+    ans = await create(
+        ctx.api,
+        len(data),
+        scope=ctx.scope,
+        uid=fuid,
+        data=data,
+        headers={**OCTETS, "Upload-Checksum": checksum("sha256", data)},
+    )
     assert ans.status == 201, ans.body
     assert ans.headers["Upload-Offset"] == str(len(data))
     await assert_available(ctx.api, ctx.scope, fuid, data)
     # A wrong digest must not be stored: 460, or at most an upload created empty.
     fuid = await ctx.file()
-    ans = await create(ctx.api, len(data), scope=ctx.scope, uid=fuid, data=data,
-                       headers={**OCTETS, "Upload-Checksum": checksum("sha256", b"other")})
+    ans = await create(
+        ctx.api,
+        len(data),
+        scope=ctx.scope,
+        uid=fuid,
+        data=data,
+        headers={**OCTETS, "Upload-Checksum": checksum("sha256", b"other")},
+    )
     assert ans.status == 460 or (ans.status == 201 and ans.headers["Upload-Offset"] == "0"), (
-        ans.status, dict(ans.headers))
+        ans.status,
+        dict(ans.headers),
+    )
     assert (await file_status(ctx.api, ctx.scope, fuid))["status"] != "available"
 
 
 async def test_tus_creation_defer_length(ctx: Ctx) -> None:
     data = pattern(MiB + 2 * 1000 + 1, seed=6)
     fuid = await ctx.file()
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid,
-                       headers={"Upload-Defer-Length": "1"})
+    ans = await create(ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Defer-Length": "1"})
     assert ans.status == 201, ans.body
     loc = ans.headers["Location"]
     ans = await head(ctx.api, loc)
@@ -377,8 +421,9 @@ async def test_tus_creation_defer_length(ctx: Ctx) -> None:
     assert ans.headers["Upload-Defer-Length"] == "1"
     assert ans.headers["Upload-Offset"] == str(MiB)
     # The length arrives with a later PATCH, which does not yet finish the upload.
-    ans = await patch(ctx.api, loc, MiB, data[MiB:MiB + 1000],
-                      headers={"Upload-Length": str(len(data))})
+    ans = await patch(
+        ctx.api, loc, MiB, data[MiB : MiB + 1000], headers={"Upload-Length": str(len(data))}
+    )
     assert ans.status == 204, ans.body
     assert ans.headers["Upload-Offset"] == str(MiB + 1000)
     ans = await head(ctx.api, loc)
@@ -388,7 +433,7 @@ async def test_tus_creation_defer_length(ctx: Ctx) -> None:
     ans = await patch(ctx.api, loc, MiB + 1000, b"x", headers={"Upload-Length": "99999999"})
     assert ans.status == 400, ans.body
     assert (await file_status(ctx.api, ctx.scope, fuid))["status"] == "pending"
-    assert await patched(ctx.api, loc, MiB + 1000, data[MiB + 1000:]) == len(data)
+    assert await patched(ctx.api, loc, MiB + 1000, data[MiB + 1000 :]) == len(data)
     await assert_available(ctx.api, ctx.scope, fuid, data)
 
 
@@ -401,8 +446,9 @@ async def test_tus_creation_defer_length_declared_by_empty_last_patch(ctx: Ctx) 
     # A length smaller than what was received is refused.
     ans = await patch(ctx.api, loc, len(data), b"", headers={"Upload-Length": "10"})
     assert ans.status == 400, ans.body
-    assert await patched(ctx.api, loc, len(data), b"",
-                         headers={"Upload-Length": str(len(data))}) == len(data)
+    assert await patched(
+        ctx.api, loc, len(data), b"", headers={"Upload-Length": str(len(data))}
+    ) == len(data)
     await assert_available(ctx.api, ctx.scope, fuid, data)
 
 
@@ -410,13 +456,19 @@ async def test_tus_creation_defer_length_with_upload(ctx: Ctx) -> None:
     """creation-with-upload and creation-defer-length together (a body, length unknown)."""
     data = pattern(4000, seed=8)
     fuid = await ctx.file()
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid, data=data[:1500],
-                       headers={**OCTETS, "Upload-Defer-Length": "1"})
+    ans = await create(
+        ctx.api,
+        scope=ctx.scope,
+        uid=fuid,
+        data=data[:1500],
+        headers={**OCTETS, "Upload-Defer-Length": "1"},
+    )
     assert ans.status == 201, ans.body
     assert ans.headers["Upload-Offset"] == "1500"
     loc = ans.headers["Location"]
-    assert await patched(ctx.api, loc, 1500, data[1500:],
-                         headers={"Upload-Length": str(len(data))}) == len(data)
+    assert await patched(
+        ctx.api, loc, 1500, data[1500:], headers={"Upload-Length": str(len(data))}
+    ) == len(data)
     await assert_available(ctx.api, ctx.scope, fuid, data)
 
 
@@ -471,7 +523,7 @@ async def test_tus_checksum_correct(ctx: Ctx, algo: str) -> None:
     for start, end in ((0, cut), (cut, len(data))):
         chunk = data[start:end]
         header = checksum(algo.lower(), chunk)
-        header = algo + header[len(algo):]
+        header = algo + header[len(algo) :]
         ans = await patch(ctx.api, loc, start, chunk, headers={"Upload-Checksum": header})
         assert ans.status == 204, ans.body
         assert ans.headers["Upload-Offset"] == str(end)
@@ -484,13 +536,16 @@ async def test_tus_checksum_mismatch_460_discards_chunk(ctx: Ctx, algo: str) -> 
     fuid = await ctx.file()
     loc = await created(ctx.api, len(data), scope=ctx.scope, uid=fuid)
     cut = MiB + 5
-    assert await patched(ctx.api, loc, 0, data[:cut],
-                         headers={"Upload-Checksum": checksum(algo, data[:cut])}) == cut
+    assert (
+        await patched(
+            ctx.api, loc, 0, data[:cut], headers={"Upload-Checksum": checksum(algo, data[:cut])}
+        )
+        == cut
+    )
     # The rest, corrupted, with the digest of the right bytes: 460, nothing kept.
     rest = data[cut:]
     corrupt = bytes([rest[0] ^ 0xFF]) + rest[1:]
-    ans = await patch(ctx.api, loc, cut, corrupt,
-                      headers={"Upload-Checksum": checksum(algo, rest)})
+    ans = await patch(ctx.api, loc, cut, corrupt, headers={"Upload-Checksum": checksum(algo, rest)})
     assert ans.status == 460, ans.body
     assert await offset_of(ctx.api, loc) == cut
     out = await file_status(ctx.api, ctx.scope, fuid)
@@ -507,24 +562,37 @@ async def test_tus_checksum_mismatch_on_first_chunk(ctx: Ctx) -> None:
     data = pattern(300_000, seed=13)
     fuid = await ctx.file()
     loc = await created(ctx.api, len(data), scope=ctx.scope, uid=fuid)
-    ans = await patch(ctx.api, loc, 0, data[:100_000],
-                      headers={"Upload-Checksum": checksum("md5", data[100_000:200_000])})
+    ans = await patch(
+        ctx.api,
+        loc,
+        0,
+        data[:100_000],
+        headers={"Upload-Checksum": checksum("md5", data[100_000:200_000])},
+    )
     assert ans.status == 460
     assert await offset_of(ctx.api, loc) == 0
     # A shorter chunk than the rejected one, then the rest: no stale bytes survive.
     await patched(ctx.api, loc, 0, data[:50_000])
-    await patched(ctx.api, loc, 50_000, data[50_000:],
-                  headers={"Upload-Checksum": checksum("sha1", data[50_000:])})
+    await patched(
+        ctx.api,
+        loc,
+        50_000,
+        data[50_000:],
+        headers={"Upload-Checksum": checksum("sha1", data[50_000:])},
+    )
     await assert_available(ctx.api, ctx.scope, fuid, data)
 
 
-@pytest.mark.parametrize("header", [
-    "crc32 AAAAAA==",
-    "sha512 " + "A" * 88,
-    "sha256",
-    "sha256 not-base64!",
-    "sha256 AAAA",  # base64, but not 32 bytes
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "crc32 AAAAAA==",
+        "sha512 " + "A" * 88,
+        "sha256",
+        "sha256 not-base64!",
+        "sha256 AAAA",  # base64, but not 32 bytes
+    ],
+)
 async def test_tus_checksum_bad_header_400(ctx: Ctx, header: str) -> None:
     fuid = await ctx.file()
     loc = await created(ctx.api, 4, scope=ctx.scope, uid=fuid)
@@ -545,15 +613,17 @@ async def test_tus_patch_offset_mismatch_409(ctx: Ctx) -> None:
     assert await offset_of(ctx.api, loc) == 0
     await patched(ctx.api, loc, 0, data[:4000])
     for wrong in (0, 3999, 4001, 10_000):
-        ans = await patch(ctx.api, loc, wrong, data[wrong:wrong + 10])
+        ans = await patch(ctx.api, loc, wrong, data[wrong : wrong + 10])
         assert ans.status == 409, (wrong, ans.body)
     assert await offset_of(ctx.api, loc) == 4000
     await patched(ctx.api, loc, 4000, data[4000:])
     await assert_available(ctx.api, ctx.scope, fuid, data)
 
 
-@pytest.mark.parametrize("content_type", [
-    None, "application/octet-stream", "text/plain", "application/offset+octet-streams"])
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/octet-stream", "text/plain", "application/offset+octet-streams"],
+)
 async def test_tus_patch_wrong_content_type_415(ctx: Ctx, content_type: str | None) -> None:
     fuid = await ctx.file()
     loc = await created(ctx.api, 4, scope=ctx.scope, uid=fuid)
@@ -569,8 +639,9 @@ async def test_tus_patch_bad_offset_header_400(ctx: Ctx) -> None:
     fuid = await ctx.file()
     loc = await created(ctx.api, 4, scope=ctx.scope, uid=fuid)
     for value in ("-1", "x", ""):
-        ans = await ctx.api.request("PATCH", loc, data=b"abcd", headers={
-            **TUS, **OCTETS, "Upload-Offset": value})
+        ans = await ctx.api.request(
+            "PATCH", loc, data=b"abcd", headers={**TUS, **OCTETS, "Upload-Offset": value}
+        )
         assert ans.status == 400, (value, ans.body)
     ans = await ctx.api.request("PATCH", loc, data=b"abcd", headers={**TUS, **OCTETS})
     assert ans.status == 400, ans.body
@@ -652,8 +723,15 @@ async def test_tus_concurrent_patch_409(ctx: Ctx) -> None:
 # ---------------------------------------------------------------------------- interruption
 
 
-async def _interrupted_patch(url: str, token: str, location: str, offset: int, declared: int,
-                             body: bytes, headers: dict[str, str] | None = None) -> None:
+async def _interrupted_patch(
+    url: str,
+    token: str,
+    location: str,
+    offset: int,
+    declared: int,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Send a PATCH announcing ``declared`` bytes, send only ``body``, then hang up."""
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port
@@ -672,7 +750,7 @@ async def _interrupted_patch(url: str, token: str, location: str, offset: int, d
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     view = memoryview(body)
     for start in range(0, len(view), 256 * 1024):
-        writer.write(view[start:start + 256 * 1024])
+        writer.write(view[start : start + 256 * 1024])
         await writer.drain()
     await asyncio.sleep(0.5)  # let the server read all of it
     assert not reader.at_eof()  # no answer yet: the server still waits for the rest
@@ -712,15 +790,22 @@ async def test_tus_interrupted_patch_with_checksum_keeps_nothing(ctx: Ctx) -> No
     await patched(ctx.api, loc, 0, data[:first])
     assert ctx.api.token is not None
     rest = data[first:]
-    await _interrupted_patch(ctx.url, ctx.api.token, loc, first, len(rest),
-                             rest[:4 * MiB + 7],
-                             headers={"Upload-Checksum": checksum("sha256", rest)})
+    await _interrupted_patch(
+        ctx.url,
+        ctx.api.token,
+        loc,
+        first,
+        len(rest),
+        rest[: 4 * MiB + 7],
+        headers={"Upload-Checksum": checksum("sha256", rest)},
+    )
     await asyncio.sleep(0.3)
     assert await offset_of(ctx.api, loc) == first
 
     async def resumed() -> int | None:  # the broken PATCH may hold the lock a moment
-        ans = await patch(ctx.api, loc, first, rest,
-                          headers={"Upload-Checksum": checksum("sha256", rest)})
+        ans = await patch(
+            ctx.api, loc, first, rest, headers={"Upload-Checksum": checksum("sha256", rest)}
+        )
         return ans.status if ans.status != 409 else None
 
     assert await eventually(resumed, timeout=5) == 204

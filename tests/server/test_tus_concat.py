@@ -33,7 +33,6 @@ from tests.server.tus_support import (
 pytestmark = pytest.mark.anyio
 
 
-
 SIZE = 64 * MiB
 
 
@@ -73,8 +72,9 @@ async def test_tus_parallel_upload_64mib(ctx: Ctx, source: bytes, with_meta: boo
         assert ans.headers["Upload-Offset"] == ans.headers["Upload-Length"] == str(b - a)
     # Absolute URLs for one, paths (tus allows both) for the other.
     names = locs if not with_meta else [urlsplit(loc).path for loc in locs]
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid,
-                       headers={"Upload-Concat": "final;" + " ".join(names)})
+    ans = await create(
+        ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": "final;" + " ".join(names)}
+    )
     assert ans.status == 201, ans.body
     final = ans.headers["Location"]
     assert final.startswith(ctx.url + UPLOADS)
@@ -109,16 +109,16 @@ async def test_tus_concatenation_unfinished(ctx: Ctx) -> None:
     data = pattern(3 * MiB + 1001, seed=40)
     fuid = await ctx.file()
     cuts = [(0, MiB + 1), (MiB + 1, 2 * MiB + 500), (2 * MiB + 500, len(data))]
-    locs = [await created(ctx.api, b - a, headers={"Upload-Concat": "partial"})
-            for a, b in cuts]
+    locs = [await created(ctx.api, b - a, headers={"Upload-Concat": "partial"}) for a, b in cuts]
     # The first partial done, the second half-way, the third not started.
     await patched(ctx.api, locs[0], 0, data[: cuts[0][1]])
     a1, b1 = cuts[1]
     half = (b1 - a1) // 2
-    await patched(ctx.api, locs[1], 0, data[a1:a1 + half])
+    await patched(ctx.api, locs[1], 0, data[a1 : a1 + half])
 
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid,
-                       headers={"Upload-Concat": "final;" + " ".join(locs)})
+    ans = await create(
+        ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": "final;" + " ".join(locs)}
+    )
     assert ans.status == 201, ans.body
     final = ans.headers["Location"]
     assert "Upload-Offset" not in ans.headers  # not concatenated yet
@@ -131,7 +131,7 @@ async def test_tus_concatenation_unfinished(ctx: Ctx) -> None:
     assert out["status"] == "pending"
     assert [(u["concat"], u["completed"]) for u in out["uploads"]] == [(True, False)]
 
-    await patched(ctx.api, locs[1], half, data[a1 + half:b1])
+    await patched(ctx.api, locs[1], half, data[a1 + half : b1])
     ans = await head(ctx.api, final)
     assert "Upload-Offset" not in ans.headers
     assert (await file_status(ctx.api, ctx.scope, fuid))["status"] == "pending"
@@ -151,8 +151,9 @@ async def test_tus_partial_metadata_is_checked(ctx: Ctx) -> None:
     stranger = await ctx.user()
     ans = await create(stranger, 5, headers={"Upload-Concat": "partial"}, scope=ctx.scope, uid=fuid)
     assert ans.status == 403, ans.body
-    ans = await create(ctx.api, 5, headers={"Upload-Concat": "partial"}, scope=ctx.scope,
-                       uid="no-such-file")
+    ans = await create(
+        ctx.api, 5, headers={"Upload-Concat": "partial"}, scope=ctx.scope, uid="no-such-file"
+    )
     assert ans.status == 404, ans.body
     ans = await create(ctx.api, 5, headers={"Upload-Concat": "partial"}, scope=ctx.scope)
     assert ans.status == 400, ans.body
@@ -166,10 +167,10 @@ async def test_tus_partial_metadata_is_checked(ctx: Ctx) -> None:
 
 async def test_tus_final_needs_partial_lengths(ctx: Ctx) -> None:
     fuid = await ctx.file()
-    loc = await created(ctx.api, headers={"Upload-Concat": "partial",
-                                          "Upload-Defer-Length": "1"})
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid,
-                       headers={"Upload-Concat": f"final;{loc}"})
+    loc = await created(ctx.api, headers={"Upload-Concat": "partial", "Upload-Defer-Length": "1"})
+    ans = await create(
+        ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": f"final;{loc}"}
+    )
     assert ans.status == 400, ans.body
     assert (await file_status(ctx.api, ctx.scope, fuid))["uploads"] == []
 
@@ -177,25 +178,29 @@ async def test_tus_final_needs_partial_lengths(ctx: Ctx) -> None:
 async def test_tus_final_of_another_users_partial_403(ctx: Ctx) -> None:
     fuid = await ctx.file()
     other = await ctx.user(member=True)  # a member of the scope, but not the partial's owner
-    theirs = await created(other, 5, headers={"Upload-Concat": "partial"},
-                           scope=ctx.scope, uid=fuid)
+    theirs = await created(
+        other, 5, headers={"Upload-Concat": "partial"}, scope=ctx.scope, uid=fuid
+    )
     await patched(other, theirs, 0, b"abcde")
     mine = await created(ctx.api, 5, headers={"Upload-Concat": "partial"})
     await patched(ctx.api, mine, 0, b"fghij")
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid,
-                       headers={"Upload-Concat": f"final;{mine} {theirs}"})
+    ans = await create(
+        ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": f"final;{mine} {theirs}"}
+    )
     assert ans.status == 403, ans.body
     bare = await created(other, 5, headers={"Upload-Concat": "partial"})
     await patched(other, bare, 0, b"klmno")
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid,
-                       headers={"Upload-Concat": f"final;{bare}"})
+    ans = await create(
+        ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": f"final;{bare}"}
+    )
     assert ans.status == 403, ans.body
     out = await file_status(ctx.api, ctx.scope, fuid)
     assert all(not u["concat"] or u["uid"] == upload_uid(theirs) for u in out["uploads"])
     assert out["status"] != "available"
     # The owner of a partial may join it (a member of the scope).
-    ans = await create(other, scope=ctx.scope, uid=fuid,
-                       headers={"Upload-Concat": f"final;{bare} {theirs}"})
+    ans = await create(
+        other, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": f"final;{bare} {theirs}"}
+    )
     assert ans.status == 201, ans.body
     await assert_available(ctx.api, ctx.scope, fuid, b"klmnoabcde")
 
@@ -203,8 +208,9 @@ async def test_tus_final_of_another_users_partial_403(ctx: Ctx) -> None:
 async def test_tus_patch_on_a_final_403(ctx: Ctx) -> None:
     fuid = await ctx.file()
     part = await created(ctx.api, 10, headers={"Upload-Concat": "partial"})
-    final = await created(ctx.api, scope=ctx.scope, uid=fuid,
-                          headers={"Upload-Concat": f"final;{part}"})
+    final = await created(
+        ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": f"final;{part}"}
+    )
     ans = await patch(ctx.api, final, 0, b"0123456789")
     assert ans.status == 403, ans.body
     await patched(ctx.api, part, 0, b"0123456789")
@@ -218,8 +224,9 @@ async def test_tus_final_with_a_length_400(ctx: Ctx, extra: dict[str, str]) -> N
     fuid = await ctx.file()
     part = await created(ctx.api, 10, headers={"Upload-Concat": "partial"})
     await patched(ctx.api, part, 0, b"0123456789")
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid,
-                       headers={"Upload-Concat": f"final;{part}", **extra})
+    ans = await create(
+        ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": f"final;{part}", **extra}
+    )
     assert ans.status == 400, ans.body
     out = await file_status(ctx.api, ctx.scope, fuid)
     assert out["status"] == "unavailable" and out["uploads"] == []
@@ -231,16 +238,15 @@ async def test_tus_final_bad_references(ctx: Ctx) -> None:
     await patched(ctx.api, plain, 0, b"abc")
     part = await created(ctx.api, 3, headers={"Upload-Concat": "partial"})
     for value, status in [
-        ("final;", 400),                                      # no partials
-        ("final", 400),                                       # malformed
-        ("partial;x", 400),                                   # malformed
-        (f"final;{plain}", 400),                              # not a partial
-        (f"final;{ctx.url}/api/v1/files/x/y", 400),           # not an upload URL
-        (f"final;{ctx.url}{UPLOADS}{'q' * 32}", 404),         # no such upload
+        ("final;", 400),  # no partials
+        ("final", 400),  # malformed
+        ("partial;x", 400),  # malformed
+        (f"final;{plain}", 400),  # not a partial
+        (f"final;{ctx.url}/api/v1/files/x/y", 400),  # not an upload URL
+        (f"final;{ctx.url}{UPLOADS}{'q' * 32}", 404),  # no such upload
         (f"final;{part} {ctx.url}{UPLOADS}{'q' * 32}", 404),
     ]:
-        ans = await create(ctx.api, scope=ctx.scope, uid=fuid,
-                           headers={"Upload-Concat": value})
+        ans = await create(ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": value})
         assert ans.status == status, (value, ans.status, ans.body)
     # A final needs scope/uid metadata like any non-partial upload.
     ans = await create(ctx.api, headers={"Upload-Concat": f"final;{part}"})
@@ -254,9 +260,16 @@ async def test_tus_final_takes_no_body(ctx: Ctx) -> None:
     fuid = await ctx.file()
     part = await created(ctx.api, 3, headers={"Upload-Concat": "partial"})
     await patched(ctx.api, part, 0, b"abc")
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid, data=b"abc",
-                       headers={"Upload-Concat": f"final;{part}",
-                                "Content-Type": "application/offset+octet-stream"})
+    ans = await create(
+        ctx.api,
+        scope=ctx.scope,
+        uid=fuid,
+        data=b"abc",
+        headers={
+            "Upload-Concat": f"final;{part}",
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
     assert ans.status == 403, ans.body  # tus leaves it open; aetiket refuses like a PATCH
     assert (await file_status(ctx.api, ctx.scope, fuid))["status"] == "unavailable"
 
@@ -268,8 +281,9 @@ async def test_tus_partials_in_order_of_the_final_header(ctx: Ctx) -> None:
     b = await created(ctx.api, 4, headers={"Upload-Concat": "partial"})
     await patched(ctx.api, b, 0, b"BBBB")
     await patched(ctx.api, a, 0, b"AAA")
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid,
-                       headers={"Upload-Concat": f"final;{b} {a}"})
+    ans = await create(
+        ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": f"final;{b} {a}"}
+    )
     assert ans.status == 201, ans.body
     await assert_available(ctx.api, ctx.scope, fuid, b"BBBBAAA")
     assert sha256(b"BBBBAAA") == (await file_status(ctx.api, ctx.scope, fuid))["etag"]
@@ -278,8 +292,9 @@ async def test_tus_partials_in_order_of_the_final_header(ctx: Ctx) -> None:
 async def test_tus_terminate_partial_and_final(ctx: Ctx) -> None:
     fuid = await ctx.file()
     part = await created(ctx.api, 10, headers={"Upload-Concat": "partial"})
-    final = await created(ctx.api, scope=ctx.scope, uid=fuid,
-                          headers={"Upload-Concat": f"final;{part}"})
+    final = await created(
+        ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": f"final;{part}"}
+    )
     assert (await file_status(ctx.api, ctx.scope, fuid))["status"] == "pending"
     assert (await ctx.api.request("DELETE", final)).status == 204
     assert (await head(ctx.api, final)).status == 404
@@ -295,11 +310,13 @@ async def test_tus_reusing_consumed_partials_does_not_leave_the_file_pending(ctx
     fuid = await ctx.file()
     part = await created(ctx.api, 6, headers={"Upload-Concat": "partial"})
     await patched(ctx.api, part, 0, b"abcdef")
-    assert (await create(ctx.api, scope=ctx.scope, uid=fuid,
-                         headers={"Upload-Concat": f"final;{part}"})).status == 201
+    assert (
+        await create(ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": f"final;{part}"})
+    ).status == 201
     await assert_available(ctx.api, ctx.scope, fuid, b"abcdef")
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid,
-                       headers={"Upload-Concat": f"final;{part}"})
+    ans = await create(
+        ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": f"final;{part}"}
+    )
     assert ans.status in (201, 410), ans.body
     await assert_available(ctx.api, ctx.scope, fuid, b"abcdef")
     out = await file_status(ctx.api, ctx.scope, fuid)

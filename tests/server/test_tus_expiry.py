@@ -31,8 +31,9 @@ EXPIRY = 2.0
 @pytest.fixture(scope="module")
 def short_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the module (what `make_server("--upload-expiry", "2")` starts)."""
-    srv = start_server(tmp_path_factory.mktemp("expiry") / "data",
-                       "--upload-expiry", str(int(EXPIRY)))
+    srv = start_server(
+        tmp_path_factory.mktemp("expiry") / "data", "--upload-expiry", str(int(EXPIRY))
+    )
     yield srv
     assert srv.stop() == 0, srv.log()
 
@@ -137,8 +138,9 @@ async def test_tus_expired_partial_cannot_join_a_final(short: Ctx) -> None:
     part = ans.headers["Location"]
     assert "Upload-Expires" in ans.headers
     await _sleep_past(expires_at(ans.headers["Upload-Expires"]))
-    ans = await create(ctx.api, scope=ctx.scope, uid=fuid,
-                       headers={"Upload-Concat": f"final;{part}"})
+    ans = await create(
+        ctx.api, scope=ctx.scope, uid=fuid, headers={"Upload-Concat": f"final;{part}"}
+    )
     assert ans.status == 410, ans.body
     out = await file_status(ctx.api, ctx.scope, fuid)
     assert out["status"] == "unavailable"

@@ -24,8 +24,14 @@ from tests.http import OCTETS, TUS, Answer, Api, tus_metadata
 
 UPLOADS = "/api/v1/uploads/"
 EXTENSIONS = {
-    "creation", "creation-with-upload", "creation-defer-length", "checksum", "termination",
-    "concatenation", "concatenation-unfinished", "expiration",
+    "creation",
+    "creation-with-upload",
+    "creation-defer-length",
+    "checksum",
+    "termination",
+    "concatenation",
+    "concatenation-unfinished",
+    "expiration",
 }
 MiB = 1024 * 1024
 DIGESTS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
@@ -54,7 +60,7 @@ async def stream(data: bytes | memoryview, chunk: int = MiB) -> AsyncIterator[by
     """A request body streamed from memory in chunks (sent with chunked encoding)."""
     view = memoryview(data)
     for start in range(0, len(view), chunk):
-        yield bytes(view[start:start + chunk])
+        yield bytes(view[start : start + chunk])
 
 
 def body(data: Any) -> Any:
@@ -64,9 +70,16 @@ def body(data: Any) -> Any:
     return data
 
 
-async def create(api: Api, length: int | None = None, *, scope: str | None = None,
-                 uid: str | None = None, headers: dict[str, str] | None = None,
-                 data: Any = None, **meta: str) -> Answer:
+async def create(
+    api: Api,
+    length: int | None = None,
+    *,
+    scope: str | None = None,
+    uid: str | None = None,
+    headers: dict[str, str] | None = None,
+    data: Any = None,
+    **meta: str,
+) -> Answer:
     """POST /api/v1/uploads/ with Upload-Length (unless None) and scope/uid metadata."""
     hdrs = dict(TUS)
     if length is not None:
@@ -89,14 +102,20 @@ async def created(api: Api, length: int | None = None, **kw: Any) -> str:
     return ans.headers["Location"]
 
 
-async def patch(api: Api, location: str, offset: int, data: Any = b"",
-                headers: dict[str, str] | None = None) -> Answer:
-    return await api.request("PATCH", location, data=body(data), headers={
-        **TUS, **OCTETS, "Upload-Offset": str(offset), **(headers or {})})
+async def patch(
+    api: Api, location: str, offset: int, data: Any = b"", headers: dict[str, str] | None = None
+) -> Answer:
+    return await api.request(
+        "PATCH",
+        location,
+        data=body(data),
+        headers={**TUS, **OCTETS, "Upload-Offset": str(offset), **(headers or {})},
+    )
 
 
-async def patched(api: Api, location: str, offset: int, data: Any = b"",
-                  headers: dict[str, str] | None = None) -> int:
+async def patched(
+    api: Api, location: str, offset: int, data: Any = b"", headers: dict[str, str] | None = None
+) -> int:
     """PATCH (204 expected); returns the new Upload-Offset."""
     ans = await patch(api, location, offset, data, headers)
     assert ans.status == 204, f"PATCH {location}: {ans.status} {ans.body[:300]!r}"
@@ -143,7 +162,7 @@ async def assert_available(api: Api, scope: str, fuid: str, data: bytes) -> dict
 def upload_uid(location: str) -> str:
     path = urlsplit(location).path
     assert path.startswith(UPLOADS), location
-    return path[len(UPLOADS):]
+    return path[len(UPLOADS) :]
 
 
 def expires_at(value: str) -> float:

@@ -432,6 +432,53 @@ async def test_near_a_server_with_a_hash_connections_take_stripes_in_order(env: 
     assert result.connections == NEAR_CONNECTIONS
 
 
+@bounded(30)
+async def test_a_size_from_the_record_starts_every_connection_at_once(env: Env) -> None:
+    """client.download has the size from the file's record and the server's distance
+    from that record's answer: no probe. The first GET is held by the proxy for a
+    second; with a probe the others would wait for its answer, here they all arrive
+    while it is held."""
+    hold = 1.0
+    size = 3 * STRIPE + 123
+    blob = await env.blob(size, seed=12)
+    dest = env.tmp / "at-once.bin"
+    asked: list[tuple[float, str]] = []
+
+    def seen(value: str | None) -> str | None:
+        asked.append((time.monotonic(), value or ""))
+        return value
+
+    async with FaultProxy(env.server.url) as proxy, env.client(proxy.url) as client:
+        proxy.add(Fault(set_request_headers={"Range": seen}), method="GET", path=CONTENT)
+        proxy.add(Fault(delay=hold), method="GET", path=CONTENT, nth=1)
+        result = await client.download(env.scope, blob.uid, dest)
+    assert result.verified and result.sha256 == blob.sha256
+    assert sha256_of(dest) == blob.sha256
+    assert f"bytes=0-{PROBE - 1}" not in [r for _, r in asked]
+    first = asked[0][0]
+    while_held = [r for t, r in asked if t - first < hold / 2]
+    assert len(while_held) == result.connections == NEAR_CONNECTIONS, asked
+
+
+@bounded(30)
+async def test_a_size_from_the_record_and_no_range_support_falls_back_to_one_stream(
+    env: Env,
+) -> None:
+    """The same start at once against a server that ignores Range (the proxy removes
+    the header): the 200s stop that attempt, and one stream fetches the file."""
+    size = 2 * STRIPE + 5
+    blob = await env.blob(size, seed=13)
+    dest = env.tmp / "no-ranges.bin"
+    async with FaultProxy(env.server.url) as proxy, env.client(proxy.url) as client:
+        rule = proxy.add(Fault(set_request_headers={"Range": None}), method="GET", path=CONTENT)
+        result = await client.download(env.scope, blob.uid, dest)
+    assert result.verified and result.sha256 == blob.sha256
+    assert sha256_of(dest) == blob.sha256
+    assert rule.applied > 1  # the planned GETs, then the one stream
+    assert {e.status for e in proxy.log if e.path.startswith(CONTENT)} <= {200, None}
+    assert listing(env.tmp) - {"resume"} == {dest.name}  # no .part, no control record
+
+
 # ---------------------------------------------------------------------------- bad bodies
 
 
@@ -456,11 +503,12 @@ async def test_a_body_with_other_bytes_under_right_headers_fails_the_checksum(en
     assert listing(env.tmp) - {"resume"} == {dest.name}  # the .part and record removed
 
 
+@pytest.mark.parametrize("size", [3 * MiB, PROBE + 3 * MiB], ids=["probe", "at-once"])
 @bounded(30)
-async def test_a_probe_whose_size_disagrees_with_the_record_raises_remote_changed(
-    env: Env,
+async def test_a_first_answer_whose_size_disagrees_with_the_record_raises_remote_changed(
+    env: Env, size: int
 ) -> None:
-    blob = await env.blob(3 * MiB, seed=8)
+    blob = await env.blob(size, seed=8)
     dest = env.tmp / "out.bin"
 
     def bigger(value: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from hypothesis import given, settings
@@ -21,7 +22,7 @@ def test_slices_cover_the_file_in_order(size: int, parallel: int, min_part: int)
     slices = plan_slices(size, parallel, min_part)
     assert 1 <= len(slices) <= parallel
     assert slices[0][0] == 0 and slices[-1][1] == size
-    for (_, end), (start, _) in zip(slices, slices[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(slices):
         assert end == start
     if len(slices) > 1:
         assert all(end - start >= min_part or end == size for start, end in slices)
