@@ -97,21 +97,31 @@ def if_range_allows(header: str | None, etag: str, last_modified: datetime) -> b
 
 
 class _ContentResponse(web.StreamResponse):
-    """Headers first, then ``count`` bytes of ``path`` from ``offset`` via sendfile."""
+    """Headers first, then ``count`` bytes of the open ``fobj`` from ``offset`` via
+    sendfile. The file was opened before the answer was chosen: content replaced or
+    removed meanwhile still sends the version its headers (ETag, size) describe."""
 
     def __init__(
-        self, *, status: int, headers: dict[str, str], path: Path, offset: int, count: int
+        self,
+        *,
+        status: int,
+        headers: dict[str, str],
+        fobj: BinaryIO,
+        offset: int,
+        count: int,
     ) -> None:
         super().__init__(status=status, headers=headers)
-        self._path = path
+        self._fobj = fobj
         self._offset = offset
         self._count = count
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        writer = await super().prepare(request)
-        if request.method == "HEAD" or self._count == 0 or writer is None:
-            return writer
-        with open(self._path, "rb") as fobj:  # noqa: ASYNC230 - open() of a local file
+        if self.prepared:
+            return await super().prepare(request)
+        with self._fobj as fobj:
+            writer = await super().prepare(request)
+            if request.method == "HEAD" or self._count == 0 or writer is None:
+                return writer
             transport = request.transport
             if transport is None:
                 raise ConnectionResetError("Connection lost")
@@ -129,21 +139,25 @@ class _ContentResponse(web.StreamResponse):
         while pos < end:
             block = await anyio.to_thread.run_sync(os.pread, fd, min(1 << 20, end - pos), pos)
             if not block:
-                raise ConnectionResetError(f"{self._path} shrank while being sent")
+                raise ConnectionResetError(f"{fobj.name} shrank while being sent")
             await writer.write(block)
             pos += len(block)
 
 
 def content_response(
     request: web.Request,
-    path: Path,
+    fobj: BinaryIO,
     *,
     size: int,
     etag: str,
     mimetype: str,
     last_modified: datetime,
 ) -> web.StreamResponse:
-    """The answer to GET/HEAD of a file: 200, 206 with Content-Range, or 416."""
+    """The answer to GET/HEAD of a file: 200, 206 with Content-Range, or 416.
+
+    The answer owns ``fobj`` (the content, opened by the caller) and closes it once sent
+    or refused.
+    """
     quoted = f'"{etag}"'
     headers = {
         "Accept-Ranges": "bytes",
@@ -156,6 +170,7 @@ def content_response(
         try:
             selected = parse_range(request.headers.get("Range"), size)
         except RangeNotSatisfiable as exc:
+            fobj.close()
             exc.headers["Content-Range"] = f"bytes */{size}"
             raise
     if selected is None:
@@ -165,7 +180,7 @@ def content_response(
         status, offset, count = 206, first, last - first + 1
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     headers["Content-Length"] = str(count)
-    return _ContentResponse(status=status, headers=headers, path=path, offset=offset, count=count)
+    return _ContentResponse(status=status, headers=headers, fobj=fobj, offset=offset, count=count)
 
 
 def _append(src: Path, out_fd: int, pos: int, block: int) -> int:

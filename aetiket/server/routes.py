@@ -13,7 +13,7 @@ from typing import Any
 import anyio.to_thread
 from aiohttp import web
 
-from ..errors import Conflict, Forbidden, Unauthorized
+from ..errors import Conflict, Forbidden, ServerError, Unauthorized
 from ..models import (
     CollectionIn,
     CollectionQuery,
@@ -353,15 +353,30 @@ async def file_content(request: web.Request) -> web.StreamResponse:
         return records.file_record(conn, who, scope, uid, write=False)[1]
 
     row = await _db(request).run(lookup)
-    # A pending file that already has content (a re-upload under way) serves what it has.
-    if not row["content"]:
-        raise Conflict(f"The content of file '{scope}/{uid}' has not been uploaded yet")
-    path = request.app[TUS].content_path(row["content"])
+    for _ in range(3):
+        # A pending file that already has content (a re-upload under way) serves it.
+        if not row["content"]:
+            raise Conflict(f"The content of file '{scope}/{uid}' has not been uploaded yet")
+        try:
+            # Opened before the answer is chosen: its headers then describe these bytes.
+            fobj = open(request.app[TUS].content_path(row["content"]), "rb")  # noqa: ASYNC230, SIM115
+            break
+        except FileNotFoundError:
+            # A new upload replaced it between the lookup and the open: look again.
+            fresh = await _db(request).run(lookup)
+            if fresh["content"] == row["content"]:
+                raise ServerError(
+                    f"The content of file '{scope}/{uid}' is missing from the server's "
+                    "storage; upload it again"
+                ) from None
+            row = fresh
+    else:
+        raise ServerError(f"The content of file '{scope}/{uid}' kept changing; retry")
     modified = from_db_time(row["modified"])
     assert modified is not None
     return content_response(
         request,
-        path,
+        fobj,
         size=row["size"],
         etag=row["etag"],
         mimetype=row["mimetype"],

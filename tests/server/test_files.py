@@ -337,6 +337,29 @@ async def test_content_after_upload(server: ServerProcess) -> None:
         assert ans.status == 206 and ans.body == data[:10]
 
 
+async def test_content_missing_from_storage_is_a_500_before_any_header(
+    server: ServerProcess,
+) -> None:
+    """Content removed behind the server's back (an operator, a broken disk): a JSON 500
+    that says so, not a 206 whose body never comes (a client would retry it forever)."""
+    data = b"gone soon" * 100
+    async with admin_api(server) as api:
+        scope = await api.new_scope()
+        fuid = await api.new_file(scope)
+        await upload(api, scope, fuid, data)
+        ans = await api.request("GET", f"{API}/files/{scope}/{fuid}")
+        assert ans.status == 200 and ans.body == data
+        [path] = [p for p in (server.data_dir / "content").iterdir() if p.read_bytes() == data]
+        path.unlink()
+        for method in ("GET", "HEAD"):
+            ans = await api.request(
+                method, f"{API}/files/{scope}/{fuid}", headers={"Range": "bytes=0-9"}
+            )
+            assert ans.status == 500, method
+            if method == "GET":
+                assert "missing from the server's storage" in ans.json()["detail"]
+
+
 async def test_content_type_follows_patched_mimetype(server: ServerProcess) -> None:
     async with admin_api(server) as api:
         scope = await api.new_scope()
