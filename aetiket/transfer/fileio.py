@@ -14,10 +14,13 @@ A :class:`Sink` is a download's ``.part`` file: preallocated, written at offsets
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
 import hashlib
 import io
 import os
 import stat
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -357,6 +360,50 @@ async def open_source(
     return Source(label, size, stream=stream, mtime_ns=mtime)
 
 
+_TMPFS_MAGIC = 0x01021994
+_RAMFS_MAGIC = 0x858458F6
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _fs_type(fd: int) -> int | None:
+    """The filesystem's magic number (Linux ``fstatfs``; ``f_type`` leads the struct)."""
+    if _libc is None:
+        return None
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    if _libc.fstatfs(fd, buf) != 0:
+        return None
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def _reserve(fd: int, size: int, path: Path) -> None:
+    """Reserve ``size`` bytes of ``fd``'s file where that is real and cheap.
+
+    The ``fallocate`` system call itself, never glibc's ``posix_fallocate``: on a
+    filesystem without it (NFSv3, many FUSE mounts) that one writes a zero byte into every
+    block it finds zero, racing with the connections writing the same file (a byte
+    written between its read and its write becomes 0 again). On tmpfs and ramfs,
+    reserving means allocating and zeroing every page under the inode lock, which
+    stalls the writers and costs as much as the download writes: only the free space is
+    checked there, as it is where nothing can be reserved.
+    """
+    if size <= 0:
+        return
+    if _libc is not None and _fs_type(fd) not in (_TMPFS_MAGIC, _RAMFS_MAGIC):
+        fallocate = getattr(_libc, "fallocate64", None) or _libc.fallocate
+        fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        if fallocate(fd, 0, 0, size) == 0:
+            return
+        error = ctypes.get_errno()
+        if error == errno.ENOSPC:
+            raise OSError(error, f"no room for {size} bytes", str(path))
+        # EOPNOTSUPP, ENOSYS...: nothing reserved; the free space below is the check.
+    vfs = os.fstatvfs(fd)
+    need = size - os.fstat(fd).st_blocks * 512  # blocks already written stay
+    free = vfs.f_bavail * vfs.f_frsize
+    if need > free:
+        raise OSError(errno.ENOSPC, f"{free} bytes free, {size} needed for the download", str(path))
+
+
 class Sink:
     """A download's ``.part`` file, filled at offsets by several writers, then published.
 
@@ -388,19 +435,16 @@ class Sink:
         await anyio.to_thread.run_sync(run)
 
     async def preallocate(self, size: int) -> None:
-        """Reserve the file's blocks where the OS can (no ENOSPC halfway), keeping any
-        data already written; the length becomes ``size``."""
+        """Make room for ``size`` bytes up front, keeping any data already written (the
+        writers run meanwhile); the length becomes ``size``. A file that cannot fit fails
+        here with ENOSPC, not halfway (see :func:`_reserve`)."""
 
         def run() -> None:
             fd = os.open(self.part, os.O_RDWR)
             try:
-                if hasattr(os, "posix_fallocate") and size > 0:
-                    try:
-                        os.posix_fallocate(fd, 0, size)
-                        return
-                    except OSError:
-                        pass  # a filesystem without fallocate
-                os.ftruncate(fd, size)
+                _reserve(fd, size, self.part)
+                if os.fstat(fd).st_size < size:
+                    os.ftruncate(fd, size)
             finally:
                 os.close(fd)
 
