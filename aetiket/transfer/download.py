@@ -472,9 +472,9 @@ class _Download:
                     await self._on_probe(seg, 0, None, ranges=True, latency=0.0)  # empty
                     seg.end = 0
                     return True
-                if self._unconfirmed:
-                    raise self._not_the_record(f"416 for bytes {seg.pos}-") from exc
-                raise
+                # Bytes within the size the record or the first answer gave: the file
+                # is shorter now.
+                raise self._changed_size(f"416 for bytes {seg.pos}-") from exc
         raise _Stalled(f"{self.name}: no byte for {stall:.0f} s at offset {seg.pos}")
 
     async def _probe_answer(
@@ -496,10 +496,10 @@ class _Download:
             # 200: Range is not supported; this one answer is the whole file.
             await self._on_probe(seg, resp.content_length, etag, ranges=False, latency=latency)
 
-    def _not_the_record(self, answer: str) -> RemoteChanged:
+    def _changed_size(self, answer: str) -> RemoteChanged:
         return RemoteChanged(
-            f"{self.name}: the server answers {answer}, the record says "
-            f"{self.remote.size} bytes; download it again, or use on_change='restart'"
+            f"{self.name}: the server answers {answer} where {self.remote.size} bytes "
+            "were expected; download it again, or use on_change='restart'"
         )
 
     def _check(self, seg: Segment, resp: aiohttp.ClientResponse) -> None:
@@ -523,7 +523,7 @@ class _Download:
         start, end, total = _content_range(resp.headers.get("Content-Range"))
         if self._unconfirmed:
             if total != self.remote.size:
-                raise self._not_the_record(f"Content-Range {resp.headers.get('Content-Range')}")
+                raise self._changed_size(f"Content-Range {resp.headers.get('Content-Range')}")
             if etag is not None and not etag.startswith("W/"):
                 self.remote.etag = etag  # the first answer's validator pins the rest
             self._unconfirmed = False

@@ -524,6 +524,28 @@ async def test_a_first_answer_whose_size_disagrees_with_the_record_raises_remote
     assert not dest.exists()
 
 
+@pytest.mark.parametrize("late", [False, True], ids=["first", "after-206s"])
+@bounded(30)
+async def test_a_416_within_the_known_size_is_a_remote_change(env: Env, late: bool) -> None:
+    """All connections start from the record's size; the server has fewer bytes (the
+    proxy answers one GET with the 416 of a shorter file), before any 206 or after
+    others confirmed the size: RemoteChanged either way, nothing kept."""
+    size = PROBE + 3 * MiB
+    blob = await env.blob(size, seed=14)
+    dest = env.tmp / "shorter.bin"
+    shorter = Fault(
+        answer=416,
+        answer_headers={"Content-Range": f"bytes */{PROBE}"},
+        delay=0.5 if late else 0.0,
+    )
+    async with FaultProxy(env.server.url) as proxy, env.client(proxy.url) as client:
+        rule = proxy.add(shorter, method="GET", path=CONTENT, nth=2)
+        with pytest.raises(RemoteChanged, match="416"):
+            await client.download(env.scope, blob.uid, dest)
+    assert rule.applied == 1
+    assert not dest.exists()
+
+
 @bounded(30)
 async def test_an_invalid_content_range_never_yields_a_truncated_file(env: Env) -> None:
     size = 3 * MiB
