@@ -382,11 +382,12 @@ class HttpCore:
         refreshed = False
         replayable = data is None
         replayed = False  # sent again after a failure that may have reached the server
+        origin = url.origin()
         while True:
             attempt += 1
             generation = self._tokens.generation
             send_headers = {**self._headers, **(headers or {})}
-            if auth and self._tokens.access and self.same_origin(url):
+            if auth and self._tokens.access and origin == self.origin:
                 send_headers["Authorization"] = f"Bearer {self._tokens.access}"
             wait: float | None = None
             asked = time.monotonic()
@@ -409,8 +410,8 @@ class HttpCore:
                 log.debug("%s %s: %s; retry %d in %.2fs", method, url.path, exc, attempt, wait)
             else:
                 status = resp.status
-                if url.origin() not in self._round_trips:
-                    self._round_trips[url.origin()] = round_trip(resp, time.monotonic() - asked)
+                if origin not in self._round_trips:
+                    self._round_trips[origin] = round_trip(resp, time.monotonic() - asked)
                 # A streamed body cannot be sent twice: its 401 goes to the caller, who
                 # refreshes (refresh_after) and resumes from the server's offset.
                 if status == 401 and auth and replayable and not refreshed and self._tokens.refresh:
