@@ -22,6 +22,7 @@ content) against the source's own SHA-256.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -31,6 +32,7 @@ from typing import Any
 
 import aiohttp.payload
 import anyio
+from yarl import URL
 
 from .._config import DEFAULT_TRANSFER, TransferConfig, default_home
 from .._http import HttpCore, retry_after_of
@@ -201,8 +203,9 @@ class _Engine:
             parts=[PartRecord(start=s, end=e) for s, e in slices],
         )
 
-    async def _recover(self, fingerprint: str) -> UploadRecord | None:
-        """Rebuild a record from an eTiKeT server's upload list (no local record)."""
+    async def _listed(self) -> list[tuple[str, tus.UploadState]] | None:
+        """The eTiKeT file's uploads, each with its HEAD (asked at once); None when the
+        listing cannot be read. An upload that cannot be asked is left out."""
         assert self.scope is not None and self.file_uid is not None
         try:
             listing: FileOut = await self.http.call(
@@ -210,13 +213,34 @@ class _Engine:
             )
         except ApiError:
             return None
+        found: list[tuple[str, tus.UploadState]] = []
+        limiter = anyio.CapacityLimiter(FAR_PARTS)
+
+        async def ask(url: str) -> None:
+            async with limiter:
+                with contextlib.suppress(ApiError, ProtocolError):
+                    found.append((url, await tus.head(self.http, url)))
+
+        async with anyio.create_task_group() as tg:
+            for item in listing.uploads:
+                tg.start_soon(ask, f"{self.endpoint_url}{item.uid}")
+        return found
+
+    async def _recover(self, fingerprint: str) -> UploadRecord | None:
+        """Rebuild a record from an eTiKeT server's upload list (no local record).
+
+        Only what can still be resumed counts: a partial that a final upload names was
+        joined (or is being joined), and a finished single upload made an earlier version
+        of the file; both may carry this very fingerprint (the same source uploaded
+        again after another one), and resuming them would send nothing and fail."""
+        listed = await self._listed()
+        if listed is None:
+            return None
+        joined = {uid for _, state in listed for uid in _joins(state.concat)}
         parts: dict[int, PartRecord] = {}
         count = 0
-        for item in listing.uploads:
-            url = f"{self.endpoint_url}{item.uid}"
-            try:
-                state = await tus.head(self.http, url)
-            except (ApiError, ProtocolError):
+        for url, state in listed:
+            if _uid_of(url) in joined or (state.concat is None and state.offset == state.length):
                 continue
             if state.metadata.get(_META_FP, b"").decode(errors="replace") != fingerprint[:32]:
                 continue
@@ -377,6 +401,10 @@ class _Engine:
                 sha256 = await source_sha256()
                 if sha256 is not None and await self._etiket_matches(sha256):
                     return record.parts[0].url or ""
+                if isinstance(exc, Gone | Conflict) and (joined := await self._final_of(part_urls)):
+                    record.final_url = joined
+                    await self._save()
+                    return joined
                 failures += 1
                 if isinstance(exc, Gone | Conflict) or failures > self.config.max_retries:
                     raise UploadError(f"{self.target}: the final upload failed: {exc}") from exc
@@ -386,6 +414,33 @@ class _Engine:
             self.etag = created.etag
             await self._save()
             return created.url
+
+    async def _final_of(self, part_urls: list[str]) -> str | None:
+        """The complete final upload that joined exactly these partials (a POST of ours
+        whose answer was lost, or a run that died after it), waiting while the server
+        still joins them; None when there is none (or no eTiKeT listing to look in)."""
+        if not self.etiket:
+            return None
+        wanted = [_uid_of(url) for url in part_urls]
+        # A join takes as long as the server needs to copy and hash the file: wait as
+        # long as a final POST's answer would have been waited for.
+        deadline = time.monotonic() + (self.http.timeouts.read or 120.0)
+        attempt = 0
+        while True:
+            finals = [(u, s) for u, s in await self._listed() or [] if _joins(s.concat) == wanted]
+            if not finals:
+                return None
+            for url, state in finals:
+                if state.offset is not None and state.offset == state.length:
+                    self.etag = state.etag
+                    return url
+            if time.monotonic() >= deadline:
+                raise UploadError(
+                    f"{self.target}: the server is still joining the parts in {finals[0][0]}; "
+                    "run the upload again later to verify it"
+                )
+            await anyio.sleep(min(2.0, 0.05 * 2**attempt))
+            attempt += 1
 
     async def _etiket_matches(self, sha256: str) -> bool:
         if not self.etiket:
@@ -439,7 +494,7 @@ class _Engine:
     async def _run_part(self, index: int, tracker: ProgressTracker) -> None:
         part = self.record.parts[index]
         length = part.end - part.start
-        failures = 0
+        failures = refusals = 0
         offset: int | None = self._offsets.pop(index, None)
         async with self.src.reader() as reader:
             while True:
@@ -455,10 +510,14 @@ class _Engine:
                         before = offset
                         offset = await self._patch(index, reader, offset, length, tracker)
                         if offset > before:
-                            failures = 0
+                            failures = refusals = 0
                     return
-                except Unauthorized:
+                except Unauthorized as exc:
                     # A token that expired mid-transfer: refresh once for everyone, go on.
+                    # Refused again with a fresh token, the refusal is not about expiry.
+                    refusals += 1
+                    if refusals > 2:
+                        raise UploadError(self._refused(index, exc), parts={index: exc}) from exc
                     await self.http.refresh_after(generation)
                     offset = None
                     continue
@@ -518,21 +577,39 @@ class _Engine:
                 if part.url is not None:
                     tg.start_soon(ask, index, part.url)
 
+    def _refused(self, index: int, exc: Unauthorized) -> str:
+        """Why a part cannot go on after 401s that a fresh token did not end."""
+        url = self.record.parts[index].url
+        message = f"{self.target}: part {index}: the server keeps refusing the token ({exc})"
+        if url is not None and not self.http.same_origin(URL(url)):
+            message += (
+                f"; the upload's URL is on {URL(url).origin()}, and the token goes only "
+                f"to {self.http.origin} (is the server's public URL set right?)"
+            )
+        return message
+
     async def _create_part(self, index: int, reader: Reader) -> int:
         part = self.record.parts[index]
         length = part.end - part.start
         body = None
         if length <= SMALL:
             body = await reader.read(part.start, length)
-        created = await tus.create(
-            self.http,
-            self.endpoint,
-            length=length,
-            metadata=self._part_metadata(index),
-            partial=self.record.concat,
-            body=body,
-            checksum=self.algorithm if body else None,
-        )
+        try:
+            created = await tus.create(
+                self.http,
+                self.endpoint,
+                length=length,
+                metadata=self._part_metadata(index),
+                partial=self.record.concat,
+                body=body,
+                checksum=self.algorithm if body else None,
+            )
+        except (Conflict, NotFound, Gone) as exc:
+            # Said of a new upload, these are the server's final word about the target
+            # (no such file, an immutable one...): trying again cannot change it.
+            raise UploadError(
+                f"{self.target}: the server refused a new upload: {exc}", parts={index: exc}
+            ) from exc
         part.url = created.url
         if created.etag is not None and not self.record.concat:
             self.etag = created.etag  # creation-with-upload completed it
@@ -622,6 +699,18 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
+def _uid_of(url: str) -> str:
+    """An upload's id: the last segment of its URL (absolute or relative)."""
+    return url.rstrip("/").rpartition("/")[2]
+
+
+def _joins(concat: str | None) -> list[str]:
+    """The ids of the partial uploads a final upload's Upload-Concat names, in order."""
+    if not concat or not concat.startswith("final;"):
+        return []
+    return [_uid_of(url) for url in concat.removeprefix("final;").split()]
+
+
 async def upload(
     http: HttpCore,
     source: Any,
@@ -699,6 +788,10 @@ class Uploader:
 
     async def upload_chunk(self) -> int:
         """Send the next chunk; returns the new offset."""
+        return await self._send(self.chunk_size)
+
+    async def _send(self, most: int) -> int:
+        """Send the next chunk of at most ``most`` bytes; returns the new offset."""
         src = await self._source()
         if self.url is None:
             created = await tus.create(
@@ -708,7 +801,7 @@ class Uploader:
                 metadata={"scope": self.scope, "uid": self.file_uid},
             )
             self.url, self.offset = created.url, created.offset or 0
-        n = min(self.chunk_size, src.size - self.offset)
+        n = min(most, src.size - self.offset)
         if n <= 0:
             return self.offset
         try:
@@ -727,8 +820,9 @@ class Uploader:
         target = src.size if stop_at is None else min(stop_at, src.size)
         while self.offset < target or self.url is None:
             before = self.offset
-            await self.upload_chunk()
-            if self.offset == before and self.offset >= src.size:
+            # Exactly up to stop_at, as tuspy does: the last chunk is cut short there.
+            await self._send(min(self.chunk_size, target - self.offset))
+            if self.offset == before and self.offset >= target:
                 break
 
 

@@ -375,12 +375,12 @@ async def test_a_stalled_patch_is_given_up_after_stall_timeout(env: Env) -> None
 
 
 async def _upload_through(
-    env: Env, fault: Fault, nth: int, *, size: int = 3 * MiB, parallel: int = 3
+    env: Env, fault: Fault, nth: int, *, size: int = 3 * MiB, parallel: int = 3, verify: bool = True
 ) -> tuple[UploadResult | BaseException, bytes, str, FaultProxy]:
     """Upload ``size`` random bytes in ``parallel`` parts with ``fault`` on the nth POST."""
     data = random.Random(size + nth).randbytes(size)
     uid = await env.new_file()
-    cfg = config(env.tmp / "resume", parallel=parallel)
+    cfg = config(env.tmp / "resume", parallel=parallel, verify=verify)
     async with FaultProxy(env.server.url) as proxy:
         proxy.add(fault, method="POST", path=UPLOADS, nth=nth)
         async with env.client(proxy.url, cfg) as client:
@@ -480,7 +480,85 @@ async def test_a_lost_answer_to_the_final_post_is_not_posted_again(env: Env) -> 
     assert len(finals) == 1
 
 
+@bounded(60)
+async def test_a_lost_final_answer_without_verification_finds_the_joined_file(env: Env) -> None:
+    """verify=False has no source hash to prove the file by: the engine finds the final
+    upload that joined its partials in the file's upload list (the second POST was
+    refused: the partials are used) and ends with it, not with an error."""
+    outcome, data, uid, _ = await _upload_through(env, Fault(reset_after=True), nth=4, verify=False)
+    assert not isinstance(outcome, BaseException), outcome
+    assert not outcome.verified  # nothing was checked, as asked
+    finals = [u for u in await env.listing(uid) if u.length == len(data) and u.concat]
+    assert len(finals) == 1
+    assert outcome.url.endswith(finals[0].uid)
+    await env.check_content(uid, data)
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+@bounded(60)
+async def test_a_source_uploaded_again_after_another_is_sent_again(env: Env, parallel: int) -> None:
+    """A, then B, then A again to one file, without local records: the file's upload list
+    still holds A's finished upload(s) with A's fingerprint; they are history, not
+    something to resume (resuming them sent nothing and failed the check)."""
+    rng = random.Random(parallel)
+    a_data, b_data = rng.randbytes(3 * MiB), rng.randbytes(3 * MiB)
+    uid = await env.new_file()
+    for i, data in enumerate((a_data, b_data, a_data)):
+        cfg = config(env.tmp / f"resume-{i}", parallel=parallel)  # no local record
+        async with FaultProxy(env.server.url) as proxy, env.client(proxy.url, cfg) as client:
+            result = await client.upload(data, scope=env.scope, file_uid=uid)
+            assert proxy.bytes_up >= len(data)
+        assert not result.resumed and result.verified
+        await env.check_content(uid, data)
+
+
+@bounded(30)
+async def test_an_upload_to_an_immutable_file_fails_at_once(env: Env) -> None:
+    """The server refuses new uploads of an immutable file that has content (409): that
+    is its final word, not retried until the budget is spent."""
+    uid = aetiket.new_uid()
+    await env.direct.datasets.create(
+        aetiket.DatasetIn(
+            name="immutable",
+            uid=aetiket.new_uid(),
+            scope=env.scope,
+            files=[aetiket.FileDatasetIn(name="fixed.bin", uid=uid, immutable=True)],
+        )
+    )
+    data = random.Random(9).randbytes(2 * MiB)
+    cfg = config(env.tmp / "resume", parallel=2)
+    async with env.client(env.server.url, cfg, retry=PATIENT) as client:
+        await client.upload(data, scope=env.scope, file_uid=uid)
+    async with FaultProxy(env.server.url) as proxy:
+        async with env.client(proxy.url, cfg, retry=PATIENT) as client:
+            other = random.Random(10).randbytes(2 * MiB)
+            with pytest.raises(UploadError, match="refused a new upload") as caught:
+                await client.upload(other, scope=env.scope, file_uid=uid)
+        posts = [e.status for e in proxy.log if e.method == "POST"]
+    # One refusal ends the upload (the other part may be cancelled before its answer).
+    assert posts in ([409], [409, 409]), posts
+    assert "409" in str(caught.value)
+    await env.check_content(uid, data)
+
+
 # ---------------------------------------------------------------------------- 2. token expiry
+
+
+@bounded(30)
+async def test_a_token_refused_even_when_fresh_ends_the_upload(env: Env) -> None:
+    """401 to every PATCH, also right after a refresh: not an expiry. The upload stops
+    with the refusal (it refreshed and retried forever before)."""
+    uid = await env.new_file()
+    cfg = config(env.tmp / "resume", parallel=2)
+    async with FaultProxy(env.server.url) as proxy:
+        proxy.add(Fault(answer=401), method="PATCH")
+        async with Client(proxy.url, retry=FAST, transfer=cfg) as client:
+            await client.login(env.server.admin_user, env.server.admin_password)
+            data = random.Random(11).randbytes(2 * MiB)
+            with pytest.raises(UploadError, match="keeps refusing the token"):
+                await client.upload(data, scope=env.scope, file_uid=uid)
+        refreshes = proxy.count("POST", "/api/v1/refresh")
+    assert 1 <= refreshes <= 4, refreshes  # two parts, at most two refreshes each
 
 
 @bounded(30)
