@@ -315,8 +315,16 @@ class _Report:
         self.bars = bars
 
     def item(self, item: Any) -> None:
-        if item.status == "failed" and not self.args.json:
+        if self.args.json:
+            return
+        if item.status == "failed":
             print(f"aetiket: {item.name}: {item.error}", file=sys.stderr)
+        elif item.path is not None:
+            print(
+                f"aetiket: {item.name} ({item.uid}) is in {item.path}: the dataset has "
+                "other files of that name",
+                file=sys.stderr,
+            )
 
 
 @contextlib.asynccontextmanager

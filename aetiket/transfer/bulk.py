@@ -10,6 +10,7 @@ never escape the destination on the way back.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import fnmatch
@@ -53,6 +54,9 @@ class ItemResult:
     status: Status
     seconds: float = 0.0
     error: str | None = None
+    #: Where a pulled file went, relative to the destination, when that is not its name
+    #: (two files of a dataset with one name each get their uid in theirs).
+    path: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +166,21 @@ def safe_relative(name: str) -> PurePosixPath | None:
     if ":" in parts[0]:  # a Windows drive ("C:")
         return None
     return PurePosixPath(*parts)
+
+
+def _places(records: Sequence[Any]) -> dict[str, PurePosixPath | None]:
+    """Each file's path under the destination, by uid (None: its name would leave it).
+
+    File names are unique in a dataset only with their uids: files whose names would
+    land on one path (compared without case, as macOS and Windows do) each get their
+    uid before the suffix ("raw.h5" -> "raw.<uid>.h5"), so none overwrites another and
+    the layout does not depend on the order the downloads finish in."""
+    places = {r.uid: safe_relative(r.name) for r in records}
+    taken = collections.Counter(str(p).casefold() for p in places.values() if p is not None)
+    for uid, place in places.items():
+        if place is not None and taken[str(place).casefold()] > 1:
+            places[uid] = place.with_name(f"{place.stem}.{uid}{place.suffix}")
+    return places
 
 
 async def _sha256(path: Path) -> str:
@@ -387,11 +406,14 @@ async def pull_dataset(
     base = await anyio.to_thread.run_sync(root.resolve)
     budget = Budget(connections)
 
+    places = _places(wanted)
+
     def job(record: Any) -> Callable[[int], Awaitable[ItemResult]]:
         async def run(conns: int) -> ItemResult:
             t0 = time.monotonic()
             size = record.size or 0
-            rel = safe_relative(record.name)
+            rel = places[record.uid]
+            moved = None if rel is None or rel == safe_relative(record.name) else str(rel)
             try:
                 if rel is None:
                     raise TransferError(f"the name {record.name!r} would leave {root}")
@@ -405,7 +427,7 @@ async def pull_dataset(
                     (await anyio.to_thread.run_sync(target.stat)).st_size == size
                     and record.etag == await _sha256(target)
                 ):
-                    result = ItemResult(record.name, record.uid, size, "skipped")
+                    result = ItemResult(record.name, record.uid, size, "skipped", path=moved)
                 else:
                     await client.download(
                         scope,
@@ -415,11 +437,22 @@ async def pull_dataset(
                         progress=progress,
                     )
                     result = ItemResult(
-                        record.name, record.uid, size, "downloaded", time.monotonic() - t0
+                        record.name,
+                        record.uid,
+                        size,
+                        "downloaded",
+                        time.monotonic() - t0,
+                        path=moved,
                     )
             except (AetiketError, OSError) as exc:
                 result = ItemResult(
-                    record.name, record.uid, size, "failed", time.monotonic() - t0, str(exc)
+                    record.name,
+                    record.uid,
+                    size,
+                    "failed",
+                    time.monotonic() - t0,
+                    str(exc),
+                    path=moved,
                 )
             if on_item is not None:
                 maybe = on_item(result)
