@@ -253,6 +253,23 @@ class _NewUpload:
     meta: dict[str, bytes]
 
 
+def _final_of(conn: sqlite3.Connection, part_uid: str) -> str | None:
+    """The final upload naming a partial, if any.
+
+    A partial joins one final only: the join makes the final's content a hard link to
+    the first partial's data and appends to it, so two finals joining the same partials
+    would write into one file. Every final row counts: an open one will join them, a
+    completed one has (its partials' data is removed right after), an expired one may
+    still be joining (its row goes once swept; DELETE releases it sooner).
+    """
+    # instr on the quoted uid, not LIKE: "_" in a uid would be a LIKE wildcard.
+    row = conn.execute(
+        "SELECT uid FROM uploads WHERE concat = 'final' AND instr(parts, ?) > 0 LIMIT 1",
+        (json.dumps(part_uid),),
+    ).fetchone()
+    return None if row is None else str(row["uid"])
+
+
 def _create(
     conn: sqlite3.Connection,
     who: Caller,
@@ -276,6 +293,12 @@ def _create(
                 raise BadRequest(f"Partial upload {part_uid} has no length yet")
             if not data_exists(part_uid):
                 raise Gone(f"Partial upload {part_uid} was already used by another final upload")
+            holder = _final_of(conn, part_uid)
+            if holder is not None:
+                raise Conflict(
+                    f"Partial upload {part_uid} already belongs to final upload {holder}; a "
+                    "partial joins one final only (DELETE that final to release its partials)"
+                )
             length += part.length
     now = time.time()
     conn.execute(
@@ -806,6 +829,9 @@ class TusService:
         uid = request.match_info["uid"]
         if uid in self._busy:
             raise Conflict(f"Upload {uid} is receiving a PATCH; retry after it")
+        if uid in self._concatenating:
+            # Its row holds its partials: gone mid-join, another final could join them too.
+            raise Conflict(f"Upload {uid} is being concatenated; retry after it")
         await self.db.run(_terminate, who, uid)
         await anyio.to_thread.run_sync(self.remove_leftovers, [f"upload:{uid}"])
         return web.Response(status=204, headers=self._headers())

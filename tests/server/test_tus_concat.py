@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import ServerProcess
 from tests.http import Api
+from tests.server.helpers import assert_error
 from tests.server.tus_support import (
     UPLOADS,
     Ctx,
@@ -323,3 +325,76 @@ async def test_tus_reusing_consumed_partials_does_not_leave_the_file_pending(ctx
     assert all(u["completed"] for u in out["uploads"]), out["uploads"]
     if ans.status == 201:
         assert await offset_of(ctx.api, ans.headers["Location"]) == 6
+
+
+def _final_of(locs: list[str]) -> dict[str, str]:
+    return {"Upload-Concat": "final;" + " ".join(locs)}
+
+
+async def test_tus_partial_joins_one_final_only(ctx: Ctx) -> None:
+    """A second final naming partials another final holds is 409, also before the join:
+    the join appends to the first partial's data (the content is a hard link to it), so
+    two finals joining the same partials would corrupt each other's content."""
+    data = pattern(2 * MiB + 333, seed=50)
+    cut = MiB + 7
+    fuid, other = await ctx.file(), await ctx.file()
+    locs = [
+        await created(ctx.api, n, headers={"Upload-Concat": "partial"})
+        for n in (cut, len(data) - cut)
+    ]
+    await patched(ctx.api, locs[0], 0, data[:cut])
+    ans = await create(ctx.api, scope=ctx.scope, uid=fuid, headers=_final_of(locs))
+    assert ans.status == 201, ans.body
+    final = ans.headers["Location"]
+    # The client retries after a timeout (same file), or names them for another file.
+    for target in (fuid, other):
+        ans = await create(ctx.api, scope=ctx.scope, uid=target, headers=_final_of(locs))
+        detail = assert_error(ans, 409)
+        assert upload_uid(locs[0]) in detail and upload_uid(final) in detail, detail
+    await patched(ctx.api, locs[1], 0, data[cut:])
+    await eventually(lambda: _available(ctx.api, ctx.scope, fuid), timeout=10)
+    await assert_available(ctx.api, ctx.scope, fuid, data)
+    # Joined: the partials are used up (410, as before).
+    ans = await create(ctx.api, scope=ctx.scope, uid=other, headers=_final_of(locs))
+    assert_error(ans, 410)
+    out = await file_status(ctx.api, ctx.scope, other)
+    assert out["status"] == "unavailable" and out["uploads"] == []
+    out = await file_status(ctx.api, ctx.scope, fuid)
+    assert [u["uid"] for u in out["uploads"] if u["concat"]] == [upload_uid(final)]
+
+
+async def test_tus_final_posted_twice_at_once(ctx: Ctx) -> None:
+    """A final re-POSTed while the first one's join runs: one 201, one 409, and the
+    content is the source's (before, both joined into the first partial's data)."""
+    data = os.urandom(16 * MiB)
+    cut = 8 * MiB + 3
+    fuid = await ctx.file()
+    locs = [
+        await created(ctx.api, n, headers={"Upload-Concat": "partial"})
+        for n in (cut, len(data) - cut)
+    ]
+    await patched(ctx.api, locs[0], 0, data[:cut])
+    await patched(ctx.api, locs[1], 0, data[cut:])
+    answers = await asyncio.gather(
+        *(create(ctx.api, scope=ctx.scope, uid=fuid, headers=_final_of(locs)) for _ in range(2))
+    )
+    assert sorted(a.status for a in answers) == [201, 409], [(a.status, a.body) for a in answers]
+    await assert_available(ctx.api, ctx.scope, fuid, data)
+    assert (await file_status(ctx.api, ctx.scope, fuid))["etag"] == sha256(data)
+
+
+async def test_tus_dropped_final_releases_its_partials(ctx: Ctx, server: ServerProcess) -> None:
+    """A final whose join fails is dropped, and its partials may join another final."""
+    parts = [pattern(1000 + i, seed=60 + i) for i in range(3)]
+    fuid = await ctx.file()
+    locs = [await created(ctx.api, len(p), headers={"Upload-Concat": "partial"}) for p in parts]
+    await patched(ctx.api, locs[0], 0, parts[0])
+    await patched(ctx.api, locs[1], 0, parts[1])
+    final = await created(ctx.api, scope=ctx.scope, uid=fuid, headers=_final_of(locs))
+    # The first partial's data is lost: the join (when the last partial completes) fails.
+    (server.data_dir / "uploads" / f"{upload_uid(locs[0])}.bin").unlink()
+    await patched(ctx.api, locs[2], 0, parts[2])
+    assert (await head(ctx.api, final)).status == 404
+    ans = await create(ctx.api, scope=ctx.scope, uid=fuid, headers=_final_of(locs[1:]))
+    assert ans.status == 201, ans.body
+    await assert_available(ctx.api, ctx.scope, fuid, parts[1] + parts[2])
