@@ -108,7 +108,11 @@ def parse_checksum(value: str | None) -> tuple[str, bytes] | None:
 
 
 def parse_concat(value: str | None) -> tuple[str, list[str]]:
-    """``Upload-Concat`` as (kind, upload uids): none, partial, or final with its parts."""
+    """``Upload-Concat`` as (kind, upload uids): none, partial, or final with its parts.
+
+    A part is a URL, absolute or relative, whose path ends with ``/api/v1/uploads/<uid>``
+    (whatever path prefix a public URL adds before it).
+    """
     if value is None:
         return "none", []
     value = value.strip()
@@ -122,9 +126,11 @@ def parse_concat(value: str | None) -> tuple[str, list[str]]:
             path = urlsplit(url).path
         except ValueError:
             raise BadRequest(f"Upload-Concat names a malformed URL {url[:80]!r}") from None
-        if not path.startswith(UPLOADS_PATH):
+        # Behind a proxy with a path prefix (public URL https://host/etiket) the Locations
+        # handed out are https://host/etiket/api/v1/uploads/<uid>: match the path's end.
+        prefix, found, uid = path.rpartition(UPLOADS_PATH)
+        if not found or prefix[:1] not in ("", "/"):
             raise BadRequest(f"Upload-Concat names {url[:80]!r}, not an upload of this server")
-        uid = path[len(UPLOADS_PATH) :]
         if not _UID.match(uid):
             raise BadRequest(f"Upload-Concat names an unknown upload {url[:80]!r}")
         uids.append(uid)

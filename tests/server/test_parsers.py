@@ -442,6 +442,65 @@ def test_parse_concat_round_trips(uids: list[str], base: str) -> None:
     assert parse_concat(None) == ("none", [])
 
 
+#: Path segments a public base URL may put before /api/v1/uploads/ (behind a proxy).
+_SEGMENTS = st.text(alphabet=string.ascii_letters + string.digits + "-._~", min_size=1, max_size=12)
+_BASES = st.sampled_from(["http://127.0.0.1:8000", "https://etiket.example.org", ""])
+
+
+@st.composite
+def prefixed_upload_urls(draw: st.DrawFn, uid: str) -> str:
+    """An absolute or relative URL of upload ``uid`` under a path prefix (maybe none)."""
+    prefix = "".join("/" + s for s in draw(st.lists(_SEGMENTS, max_size=3)))
+    query = draw(st.sampled_from(["", "?x=1", "#frag"]))
+    return f"{draw(_BASES)}{prefix}/api/v1/uploads/{uid}{query}"
+
+
+@st.composite
+def prefixed_finals(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """An Upload-Concat final header naming uploads under path prefixes, and its uids."""
+    uids = draw(st.lists(_UPLOAD_UIDS, min_size=1, max_size=5))
+    return "final;" + " ".join(draw(prefixed_upload_urls(uid)) for uid in uids), uids
+
+
+@settings(max_examples=300)
+@given(prefixed_finals())
+@example(("final;https://host.example/etiket/api/v1/uploads/abcdefghij", ["abcdefghij"]))
+def test_parse_concat_accepts_a_path_prefix(case: tuple[str, list[str]]) -> None:
+    header, uids = case
+    assert parse_concat(header) == ("final", uids)
+
+
+@st.composite
+def not_upload_urls(draw: st.DrawFn) -> str:
+    """A URL whose path does not end with /api/v1/uploads/<uid>: another endpoint, no
+    uid, a segment after the uid, or a relative path not under the uploads endpoint."""
+    base, uid = draw(_BASES), draw(_UPLOAD_UIDS)
+    prefix = "".join("/" + s for s in draw(st.lists(_SEGMENTS, max_size=2)))
+    extra = draw(_SEGMENTS)
+    return draw(
+        st.sampled_from(
+            [
+                f"{base}{prefix}/api/v1/uploads/",
+                f"{base}{prefix}/api/v1/uploads/{uid}/",
+                f"{base}{prefix}/api/v1/uploads/{uid}/{extra}",
+                f"{base}{prefix}/api/v1/files/{uid}",
+                f"{base}{prefix}/api/v2/uploads/{uid}",
+                f"{base}{prefix}/api/v1/uploads{uid}",
+                f"{base}{prefix}/{uid}",
+                uid,
+                f"{extra}/api/v1/uploads/{uid}",
+            ]
+        )
+    )
+
+
+@settings(max_examples=300)
+@given(st.lists(prefixed_upload_urls("abcdefghij"), max_size=2), not_upload_urls())
+def test_parse_concat_rejects_other_paths(good: list[str], bad: str) -> None:
+    with pytest.raises(BadRequest):
+        parse_concat("final;" + " ".join([*good, bad]))
+
+
 _URL_GARBAGE = st.text(
     alphabet=string.ascii_letters + string.digits + ":/[]@?#%._- \u00e9", max_size=60
 )

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import itertools
 import os
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,6 +19,7 @@ from tests.server.tus_support import (
     Ctx,
     MiB,
     assert_available,
+    context,
     create,
     created,
     eventually,
@@ -398,3 +400,30 @@ async def test_tus_dropped_final_releases_its_partials(ctx: Ctx, server: ServerP
     ans = await create(ctx.api, scope=ctx.scope, uid=fuid, headers=_final_of(locs[1:]))
     assert ans.status == 201, ans.body
     await assert_available(ctx.api, ctx.scope, fuid, parts[1] + parts[2])
+
+
+async def test_tus_parallel_upload_behind_a_path_prefix(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    """With a public URL that has a path (a proxy serving the API under /etiket), the
+    final names the partials by the Locations the server gave out."""
+    public = "https://etiket.example.org/etiket"
+    srv = make_server("--public-url", public)
+    data = pattern(3000, seed=70)
+    async with context(srv.url, srv.admin_user, srv.admin_password) as ctx:
+        fuid = await ctx.file()
+        locs = []
+        for a, b in [(0, 1234), (1234, len(data))]:
+            loc = await created(ctx.api, b - a, headers={"Upload-Concat": "partial"})
+            assert loc.startswith(public + UPLOADS), loc
+            # No proxy here: the test talks to the server at the path the proxy would.
+            await patched(ctx.api, loc[len(public) :], 0, data[a:b])
+            locs.append(loc)
+        ans = await create(ctx.api, scope=ctx.scope, uid=fuid, headers=_final_of(locs))
+        assert ans.status == 201, ans.body
+        final = ans.headers["Location"]
+        assert final.startswith(public + UPLOADS), final
+        await assert_available(ctx.api, ctx.scope, fuid, data)
+        ans = await head(ctx.api, final[len(public) :])
+        assert ans.status == 200
+        assert ans.headers["Upload-Concat"] == "final;" + " ".join(locs)
