@@ -33,6 +33,7 @@ import aiohttp
 import anyio
 import anyio.to_thread
 import msgspec
+from yarl import URL
 
 from .._config import DEFAULT_TRANSFER, TransferConfig
 from .._http import HttpCore, retry_after_of, round_trip
@@ -150,6 +151,8 @@ class _Download:
     ) -> None:
         self.http = http
         self.url = url
+        # For messages: a presigned URL's query is a credential (exceptions get logged).
+        self.where = str(URL(url).with_user(None).with_query(None).with_fragment(None))
         self.key = key or url
         self.expected = expected
         self.dest = dest
@@ -487,7 +490,7 @@ class _Download:
             start, end, total = _content_range(resp.headers.get("Content-Range"))
             if start != seg.pos or total is None:
                 raise ProtocolError(
-                    f"GET {self.url}: asked for bytes {seg.pos}-, got "
+                    f"GET {self.where}: asked for bytes {seg.pos}-, got "
                     f"Content-Range {resp.headers.get('Content-Range')!r}"
                 )
             seg.end = min(seg.end, end + 1)
@@ -508,7 +511,7 @@ class _Download:
             return
         if resp.status == 200 and self._unconfirmed:
             self.remote.ranges = False  # no control record for ranges that do not exist
-            raise _NoRanges(f"GET {self.url}: a 200 to a ranged GET (no Range support)")
+            raise _NoRanges(f"GET {self.where}: a 200 to a ranged GET (no Range support)")
         if resp.status == 200:
             if self.remote.etag:
                 raise RemoteChanged(
@@ -516,7 +519,7 @@ class _Download:
                     "matches); download it again, or use on_change='restart'"
                 )
             raise ProtocolError(
-                f"GET {self.url}: asked for bytes {seg.pos}-{seg.end - 1}, "
+                f"GET {self.where}: asked for bytes {seg.pos}-{seg.end - 1}, "
                 "the server sent the whole file (200)"
             )
         etag = resp.headers.get("ETag")
@@ -542,7 +545,7 @@ class _Download:
             or (length is not None and length != end - start + 1)
         ):
             raise ProtocolError(
-                f"GET {self.url}: asked for bytes {seg.pos}-{seg.end - 1} of "
+                f"GET {self.where}: asked for bytes {seg.pos}-{seg.end - 1} of "
                 f"{self.remote.size}, got Content-Range "
                 f"{resp.headers.get('Content-Range')!r}: nothing written"
             )
@@ -588,7 +591,7 @@ class _Download:
                 if size:
                     await flush()  # what arrived intact before the break is kept
                 raise TransportError(
-                    f"GET {self.url}: the body broke off at byte "
+                    f"GET {self.where}: the body broke off at byte "
                     f"{seg.pos}: {type(exc).__name__}: {exc}"
                 ) from exc
             if not chunk:
@@ -615,7 +618,7 @@ class _Download:
             self.remote.size = seg.pos
         elif seg.pos < seg.end:
             raise TransportError(
-                f"GET {self.url}: the answer ended at byte {seg.pos}, {seg.end - seg.pos} short"
+                f"GET {self.where}: the answer ended at byte {seg.pos}, {seg.end - seg.pos} short"
             )
         if not resp.content.at_eof():
             resp.close()  # the rest of this answer is another connection's: drop it
