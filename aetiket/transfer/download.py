@@ -185,6 +185,9 @@ class _Download:
         self._digest: hashlib._Hash | None = None
         self._hashed = 0
         self._written = anyio.Event()
+        # One record write at a time: two threads on the one temp file would race
+        # (the loser's rename finds no file).
+        self._saving = anyio.Lock()
 
     # -- control record
 
@@ -208,14 +211,17 @@ class _Download:
         now = time.monotonic()
         if self.plan is None or self.remote.size is None or not self.remote.ranges:
             return
-        if not force and now - self._last_record < RECORD_EVERY:
-            return
+        if not force and (now - self._last_record < RECORD_EVERY or self._saving.locked()):
+            return  # (a save in flight: the next one writes the newer state)
         self._last_record = now
-        record = ControlRecord(
-            url=self.key, size=self.remote.size, etag=self.remote.etag, done=self.plan.done_ranges()
-        )
+        plan, size = self.plan, self.remote.size
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._write_record, record)
+            async with self._saving:
+                # The state when the turn comes: the last write is the newest.
+                record = ControlRecord(
+                    url=self.key, size=size, etag=self.remote.etag, done=plan.done_ranges()
+                )
+                await anyio.to_thread.run_sync(self._write_record, record)
 
     # -- the run
 
