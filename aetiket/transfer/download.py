@@ -123,6 +123,17 @@ class _Remote:
     ranges: bool
 
 
+def _cut(chunks: list[bytes], keep: int) -> list[bytes]:
+    """The first ``keep`` bytes of ``chunks``."""
+    out = []
+    for chunk in chunks:
+        if keep <= 0:
+            break
+        out.append(chunk[:keep])
+        keep -= len(out[-1])
+    return out
+
+
 class _Stalled(Exception):
     pass
 
@@ -573,13 +584,19 @@ class _Download:
 
         async def flush() -> None:
             nonlocal pending, size
+            over = seg.pos + size - seg.end
+            if over > 0:
+                # take() leaves received bytes alone (seg.ahead), so this is a guard: bytes
+                # past the end are another connection's, never written or counted here.
+                size = max(0, size - over)
+                pending, seg.ahead = _cut(pending, size), size
             if self.throttle is not None:
                 scope.deadline = math.inf  # waiting for the bandwidth limit is no stall
                 await self.throttle.take(size)
             written = await writer.write(seg.pos, pending)
             scope.deadline = anyio.current_time() + stall  # a throttled wait is no stall
             seg.pos += written
-            pending, size = [], 0
+            pending, size, seg.ahead = [], 0, 0
             self._written.set()
             if self.remote.ranges:
                 await tracker.add(written)  # with Range every byte is written once
@@ -588,37 +605,43 @@ class _Download:
                 self._high = seg.pos
             await self._save()
 
-        while seg.pos + size < seg.end:
-            try:
-                # readchunk hands over aiohttp's buffers one by one (readany would join
-                # them: a copy, and fresh pages to fault in, per read).
-                chunk, boundary = await resp.content.readchunk()
-            except (aiohttp.ClientError, OSError) as exc:
-                if size:
-                    await flush()  # what arrived intact before the break is kept
-                raise TransportError(
-                    f"GET {self.where}: the body broke off at byte "
-                    f"{seg.pos}: {type(exc).__name__}: {exc}"
-                ) from exc
-            if not chunk:
-                # (b"", True) ends an HTTP chunk of a chunked body; an empty body's reader
-                # says the same forever, hence the EOF check.
-                if boundary and not resp.content.at_eof():
-                    continue
-                break
-            now = time.monotonic()
-            if now >= rearm:  # moving the deadline costs a timer: not for every chunk
-                scope.deadline = anyio.current_time() + stall
-                rearm = now + stall / 8
-            room = seg.end - (seg.pos + size)
-            if len(chunk) > room:
-                chunk = chunk[:room]  # the tail went to another connection
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= block:
+        try:
+            while seg.pos + size < seg.end:
+                try:
+                    # readchunk hands over aiohttp's buffers one by one (readany would
+                    # join them: a copy, and fresh pages to fault in, per read).
+                    chunk, boundary = await resp.content.readchunk()
+                except (aiohttp.ClientError, OSError) as exc:
+                    if size:
+                        await flush()  # what arrived intact before the break is kept
+                    raise TransportError(
+                        f"GET {self.where}: the body broke off at byte "
+                        f"{seg.pos}: {type(exc).__name__}: {exc}"
+                    ) from exc
+                if not chunk:
+                    # (b"", True) ends an HTTP chunk of a chunked body; an empty body's
+                    # reader says the same forever, hence the EOF check.
+                    if boundary and not resp.content.at_eof():
+                        continue
+                    break
+                now = time.monotonic()
+                if now >= rearm:  # moving the deadline costs a timer: not for every chunk
+                    scope.deadline = anyio.current_time() + stall
+                    rearm = now + stall / 8
+                room = seg.end - (seg.pos + size)  # the end moves when a split takes the tail
+                if room <= 0:
+                    break
+                if len(chunk) > room:
+                    chunk = chunk[:room]
+                pending.append(chunk)
+                size += len(chunk)
+                seg.ahead = size
+                if size >= block:
+                    await flush()
+            if size:
                 await flush()
-        if size:
-            await flush()
+        finally:
+            seg.ahead = 0  # bytes not written are not received: a retry fetches them
         if seg.end == UNKNOWN_END:
             seg.end = seg.pos  # the one stream of a server without Range: it is all there
             self.remote.size = seg.pos

@@ -38,15 +38,18 @@ class Segment:
     """A byte range ``[start, end)`` being fetched; ``pos`` is how far it is written.
 
     ``end`` may shrink while the segment runs: an idle connection took its tail.
+    ``ahead``: bytes after ``pos`` already received (buffered, or being written); a
+    split never cuts into them, or they would be written and counted twice.
     ``began``/``base``: when its current answer started and at which position (its rate).
     """
 
-    __slots__ = ("base", "began", "end", "pos", "start")
+    __slots__ = ("ahead", "base", "began", "end", "pos", "start")
 
     def __init__(self, start: int, end: int) -> None:
         self.start = start
         self.pos = start
         self.end = end
+        self.ahead = 0
         self.began: float | None = None
         self.base = start
 
@@ -68,7 +71,8 @@ class Segment:
 
     @property
     def remaining(self) -> int:
-        return self.end - self.pos
+        """Bytes still to arrive (those received but not yet written are not)."""
+        return self.end - self.pos - self.ahead
 
 
 class SegmentPlan:
@@ -104,7 +108,7 @@ class SegmentPlan:
         victim = max(candidates, key=lambda s: (s.time_left(now), s.remaining), default=None)
         if victim is None or victim.time_left(now) <= min_left:
             return None
-        middle = victim.pos + victim.remaining // 2
+        middle = victim.pos + victim.ahead + victim.remaining // 2
         seg = Segment(middle, victim.end)
         victim.end = middle  # its connection stops there
         self.active.append(seg)

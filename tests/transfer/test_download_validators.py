@@ -1,7 +1,7 @@
 """The download engine against a small origin the test controls (aiohttp on loopback).
 
-What is checked (aetiket/transfer/download.py): a presigned URL's query never shows in
-an exception.
+What is checked (aetiket/transfer/download.py): a split of a running segment never
+writes or counts a byte twice. A presigned URL's query never shows in an exception.
 
 Faults on the wire go through tests/faultproxy.py; what the origin serves (its versions
 and headers) is the origin's own state.
@@ -21,9 +21,10 @@ import anyio
 import pytest
 from aiohttp import web
 
-from aetiket import Client
+from aetiket import Client, Progress
 from aetiket._config import TransferConfig
 from aetiket.errors import AetiketError, DownloadError
+from aetiket.transfer.download import PROBE
 from tests.faultproxy import Fault, FaultProxy
 
 pytestmark = [
@@ -136,6 +137,53 @@ async def origin() -> AsyncIterator[Origin]:
 def client(**transfer: Any) -> Client:
     """A client of another origin (no token goes anywhere)."""
     return Client("http://127.0.0.1:1", transfer=TransferConfig(**transfer))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_progress(events: list[Progress], size: int) -> None:
+    """Never back, never past the size, and the last event says exactly the size."""
+    dones = [e.done for e in events]
+    assert dones == sorted(dones), dones
+    assert max(dones) <= size, (max(dones), size)
+    assert events[-1].finished and events[-1].done == size and events[-1].total == size
+
+
+# ---------------------------------------------------------------------------- splits
+
+
+async def test_a_split_never_writes_or_counts_a_byte_twice(origin: Origin, tmp_path: Path) -> None:
+    """segment_size far below block_size: a connection holds up to a block received but
+    not yet written. The second connection stalls with 3/4 of a block held; the first
+    one, idle, takes half of what is left of it. That half must start after the held
+    bytes (they were written twice and counted twice: progress past the size)."""
+    v = version(PROBE + 2 * MiB, seed=4, etag='"s"')
+    origin.versions = [v]
+    dest = tmp_path / "out.bin"
+    events: list[Progress] = []
+    with anyio.fail_after(30):
+        async with FaultProxy(origin.url) as proxy, client(block_size=MiB) as c:
+            # The probe waits near its end so that the second connection is stalled
+            # (1 MiB written, 3/4 MiB held) when the probe's connection looks for work.
+            proxy.add(Fault(stall=(3 * MiB, 0.5)), method="GET", path=PATH, nth=1)
+            proxy.add(Fault(stall=(MiB + 3 * MiB // 4, 2.0)), method="GET", path=PATH, nth=2)
+            result = await c.download_url(
+                f"{proxy.url}{PATH}",
+                dest,
+                parallel=2,
+                segment_size=64 * KiB,
+                progress=events.append,
+            )
+    assert sha256_of(dest) == v.sha256
+    assert result.size == len(v.data)
+    check_progress(events, len(v.data))
+    starts = origin.range_starts()
+    # The probe, the second share, then splits of the stalled one (while it is held,
+    # the first connection may take half of what is left twice), all after its bytes.
+    assert starts[:2] == [0, PROBE] and len(starts) >= 3, starts
+    assert min(starts[2:]) >= PROBE + MiB + 3 * MiB // 4, starts
 
 
 # ---------------------------------------------------------------------------- secrets

@@ -99,3 +99,16 @@ def test_a_segment_about_to_end_is_not_split() -> None:
     assert seg.end == 48 * MiB
     # Without a clock, size alone decides (as long as both halves keep min_split).
     assert plan.take() is not None
+
+
+def test_a_split_leaves_the_bytes_a_segment_already_received() -> None:
+    """``ahead``: bytes received but not yet written (a buffered block, a write in
+    flight). Half of what is left is taken from after them, never from among them."""
+    plan = SegmentPlan(8 * MiB, [], min_split=64 * 1024)
+    seg = plan.take()
+    assert seg is not None
+    seg.pos, seg.ahead = 2 * MiB, 3 * MiB  # 2 MiB written, 3 MiB more in memory
+    thief = plan.take()
+    assert thief is not None
+    assert thief.start == seg.end == 5 * MiB + 3 * MiB // 2
+    assert seg.remaining == 3 * MiB // 2 and thief.remaining == 3 * MiB // 2
