@@ -184,6 +184,7 @@ class _Download:
         self.workers = 0
         self.peak = 0
         self._fanned = False
+        self._probed = False  # the first answer of this start came (its _on_probe ran)
         # Planned from the file's record without a probe: until the first 206 confirms
         # them, Range support, the size and the ETag are assumptions.
         self._unconfirmed = False
@@ -318,6 +319,7 @@ class _Download:
             self.plan, self.tracker, self._digest = None, None, None
             self._fanned = self._unconfirmed = False
         self.remote = _Remote(size=None, etag=None, ranges=False)
+        self._probed = False
         await self.sink.prepare(None, keep=False)  # empty: the probe's connection writes
         await self._fetch_all(first=Segment(0, PROBE))
 
@@ -363,6 +365,7 @@ class _Download:
     ) -> None:
         """The first answer is in: plan the rest and start the other connections."""
         self.remote = _Remote(size=size, etag=etag, ranges=ranges)
+        self._probed, self._high = True, 0
         if self.expected_size is not None and size is not None and size != self.expected_size:
             raise RemoteChanged(
                 f"{self.name}: the server sends {size} bytes, the record says {self.expected_size}"
@@ -458,7 +461,9 @@ class _Download:
     async def _fetch(self, seg: Segment, writer: Writer) -> bool:
         """One GET of ``seg`` from its position; writes what arrives, checked. True if
         the answer was read to its end (its connection stays open for the next)."""
-        probing = self.remote.size is None
+        # (Without Range and Content-Length the size stays unknown after the first
+        # answer: a retry of that stream is no probe, it starts the stream over.)
+        probing = not self._probed and self.remote.size is None
         last = seg.end - 1 if seg.end != UNKNOWN_END else None
         headers = {
             "Accept-Encoding": "identity",
@@ -522,9 +527,28 @@ class _Download:
             "were expected; download it again, or use on_change='restart'"
         )
 
+    def _pin(self, resp: aiohttp.ClientResponse) -> None:
+        """Never mix two versions in one file (a server may ignore If-Range, or not be
+        asked): an answer must name the version of the first answer (or the record)."""
+        etag = resp.headers.get("ETag")
+        if self.remote.etag and etag and etag != self.remote.etag:
+            raise self._changed(f"ETag {etag}, was {self.remote.etag}")
+
+    def _changed(self, what: str) -> RemoteChanged:
+        return RemoteChanged(
+            f"{self.name}: the remote changed ({what}); download it again, or use "
+            "on_change='restart'"
+        )
+
     def _check(self, seg: Segment, resp: aiohttp.ClientResponse) -> None:
         if resp.status == 200 and not self.remote.ranges:
-            seg.pos = 0  # no Range support: the stream starts over (bytes already counted)
+            # No Range support: the stream starts over at byte 0 (the bytes up to the
+            # furthest ever written are not counted again), if the remote is the same.
+            self._pin(resp)
+            length = resp.content_length
+            if self.remote.size is not None and length is not None and length != self.remote.size:
+                raise self._changed_size(f"200 with {length} bytes")
+            seg.pos = 0
             return
         if resp.status == 200 and self._unconfirmed:
             self.remote.ranges = False  # no control record for ranges that do not exist
@@ -547,13 +571,7 @@ class _Download:
             if etag is not None and not etag.startswith("W/"):
                 self.remote.etag = etag  # the first answer's validator pins the rest
             self._unconfirmed = False
-        if self.remote.etag and etag and etag != self.remote.etag:
-            # A server that ignores If-Range: never mix two versions in one file.
-            raise RemoteChanged(
-                f"{self.name}: the remote changed (ETag {etag}, was "
-                f"{self.remote.etag}); download it again, or use "
-                "on_change='restart'"
-            )
+        self._pin(resp)
         length = resp.content_length
         if (
             start != seg.pos
@@ -644,15 +662,26 @@ class _Download:
             seg.ahead = 0  # bytes not written are not received: a retry fetches them
         if seg.end == UNKNOWN_END:
             seg.end = seg.pos  # the one stream of a server without Range: it is all there
-            self.remote.size = seg.pos
+            self.remote.size = tracker.total = seg.pos
         elif seg.pos < seg.end:
             raise TransportError(
                 f"GET {self.where}: the answer ended at byte {seg.pos}, {seg.end - seg.pos} short"
             )
+        if not self.remote.ranges and not resp.content.at_eof() and await self._more(resp):
+            # The whole file again (a retry), longer than the first answer said.
+            raise self._changed_size("200 with more bytes")
         if not resp.content.at_eof():
             resp.close()  # the rest of this answer is another connection's: drop it
             return False
         return True
+
+    @staticmethod
+    async def _more(resp: aiohttp.ClientResponse) -> bool:
+        """Whether a body goes on (read to its end already otherwise)."""
+        try:
+            return bool(await resp.content.read(1))
+        except (aiohttp.ClientError, OSError):
+            return False  # broken after the bytes wanted: they are all there
 
     def _expected_sha256(self) -> str | None:
         if self.expected_sha256 is not None:

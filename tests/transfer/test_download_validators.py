@@ -1,7 +1,10 @@
 """The download engine against a small origin the test controls (aiohttp on loopback).
 
-What is checked (aetiket/transfer/download.py): a split of a running segment never
-writes or counts a byte twice. A presigned URL's query never shows in an exception.
+What is checked (aetiket/transfer/download.py): a server without Range whose body has no
+length (chunked) and breaks is fetched again from byte 0, never written at the break's
+offset; such a server sending another or a longer file on the retry is RemoteChanged. A
+split of a running segment never writes or counts a byte twice. A presigned URL's query
+never shows in an exception.
 
 Faults on the wire go through tests/faultproxy.py; what the origin serves (its versions
 and headers) is the origin's own state.
@@ -23,7 +26,7 @@ from aiohttp import web
 
 from aetiket import Client, Progress
 from aetiket._config import TransferConfig
-from aetiket.errors import AetiketError, DownloadError
+from aetiket.errors import AetiketError, DownloadError, RemoteChanged
 from aetiket.transfer.download import PROBE
 from tests.faultproxy import Fault, FaultProxy
 
@@ -149,6 +152,66 @@ def check_progress(events: list[Progress], size: int) -> None:
     assert dones == sorted(dones), dones
     assert max(dones) <= size, (max(dones), size)
     assert events[-1].finished and events[-1].done == size and events[-1].total == size
+
+
+def listing(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+# ---------------------------------------------------------------------------- no Range
+
+
+async def test_a_chunked_answer_without_range_that_breaks_is_fetched_again_from_byte_0(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """No Range, no Content-Length: the size is unknown after the first answer. Its
+    retry is the whole file again and must land at byte 0 (it was written at the
+    break's offset: a longer, corrupt file published)."""
+    origin.ranges, origin.chunked = False, True
+    v = version(3 * MiB + 5, seed=1)
+    origin.versions = [v]
+    dest = tmp_path / "out.bin"
+    events: list[Progress] = []
+    with anyio.fail_after(30):
+        async with FaultProxy(origin.url) as proxy, client() as c:
+            rule = proxy.add(Fault(truncate_after=MiB), method="GET", path=PATH, nth=1)
+            result = await c.download_url(f"{proxy.url}{PATH}", dest, progress=events.append)
+    assert rule.applied == 1
+    assert [e.status for e in proxy.log] == [200, 200]
+    assert result.size == len(v.data)
+    assert sha256_of(dest) == v.sha256
+    check_progress(events, len(v.data))  # the bytes fetched again are not counted twice
+    assert listing(tmp_path) == {"out.bin"}
+
+
+@pytest.mark.parametrize("on_change", ["raise", "restart"])
+@pytest.mark.parametrize("change", ["grown", "replaced"])
+async def test_a_server_without_range_sending_another_file_on_the_retry(
+    origin: Origin, tmp_path: Path, change: str, on_change: str
+) -> None:
+    """The first whole-file answer breaks; the retry's answer is another version (a
+    longer file, or another ETag): RemoteChanged, or with on_change='restart' the new
+    file whole (not the first answer's length of it)."""
+    origin.ranges = False
+    old = version(2 * MiB, seed=2, etag='"v1"')
+    new = version(3 * MiB if change == "grown" else 2 * MiB, seed=3, etag='"v2"')
+    if change == "grown":
+        new.etag = old.etag  # only the length tells
+    origin.versions = [old, new]
+    dest = tmp_path / "out.bin"
+    with anyio.fail_after(30):
+        async with FaultProxy(origin.url) as proxy, client() as c:
+            proxy.add(Fault(truncate_after=MiB), method="GET", path=PATH, nth=1)
+            url = f"{proxy.url}{PATH}"
+            if on_change == "raise":
+                with pytest.raises(RemoteChanged):
+                    await c.download_url(url, dest, on_change="raise")
+                assert not dest.exists()
+                return
+            result = await c.download_url(url, dest, on_change="restart")
+    assert sha256_of(dest) == new.sha256
+    assert result.size == len(new.data)
+    assert len(origin.requests) == 3  # the broken one, the other version, the restart
 
 
 # ---------------------------------------------------------------------------- splits
