@@ -14,13 +14,17 @@ Every answer is checked before a byte is written: the status, a Content-Range eq
 what was asked, and the number of bytes. A control record beside the ``.part`` file (the
 URL, size, ETag and the ranges written) lets a killed or cancelled download fetch only
 what is missing; ``If-Range`` with the ETag tells when the remote changed meanwhile
-(``RemoteChanged``, or start over with ``on_change="restart"``). At the end: the size,
-the SHA-256 when the server gave one, then an atomic rename onto the destination.
+(``RemoteChanged``, or start over with ``on_change="restart"``). Without a strong ETag
+the first answer's Last-Modified is the validator (RFC 9110 8.8.2), in If-Range only when
+that answer's Date makes it strong; with neither, the bytes of an earlier run cannot be
+trusted and a rerun starts from byte 0. At the end: the size, the SHA-256 when the server
+gave one, then an atomic rename onto the destination.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import hashlib
 import math
 import re
@@ -107,6 +111,8 @@ class ControlRecord(msgspec.Struct, kw_only=True):
 
     ``url`` is the resume key: the URL, or for an eTiKeT file its ``scope/uid`` (its
     download link may name another host next time); If-Range checks the rest.
+    ``last_modified``/``date``: the first answer's headers, the validator when there is
+    no strong ETag (a record with neither is not resumed).
     """
 
     url: str
@@ -114,13 +120,46 @@ class ControlRecord(msgspec.Struct, kw_only=True):
     etag: str | None
     done: list[tuple[int, int]]
     created: float = msgspec.field(default_factory=time.time)
+    last_modified: str | None = None
+    date: str | None = None
 
 
 @dataclasses.dataclass
 class _Remote:
     size: int | None
-    etag: str | None
+    etag: str | None  # strong only
     ranges: bool
+    last_modified: str | None = None
+    date: str | None = None
+
+    def if_range(self) -> str | None:
+        """The validator for If-Range (RFC 9110 13.1.5): the strong ETag, else a
+        Last-Modified that is strong (the answer's Date a second or more after it)."""
+        if self.etag:
+            return self.etag
+        modified, date = _http_date(self.last_modified), _http_date(self.date)
+        if modified is not None and date is not None and date - modified >= 1:
+            return self.last_modified
+        return None
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _strong(etag: str | None) -> str | None:
+    """A weak validator cannot pin a byte range (RFC 9110 8.8.3.2)."""
+    return None if etag is None or etag.startswith("W/") else etag
+
+
+def _same_date(a: str, b: str) -> bool:
+    ta, tb = _http_date(a), _http_date(b)
+    return a == b if ta is None or tb is None else ta == tb
 
 
 def _cut(chunks: list[bytes], keep: int) -> list[bytes]:
@@ -212,6 +251,8 @@ class _Download:
             return None
         if self.expected_size is not None and record.size != self.expected_size:
             return None
+        if record.etag is None and record.last_modified is None:
+            return None  # nothing can tell whether the remote still is that version
         return record
 
     def _write_record(self, record: ControlRecord) -> None:
@@ -231,7 +272,12 @@ class _Download:
             async with self._saving:
                 # The state when the turn comes: the last write is the newest.
                 record = ControlRecord(
-                    url=self.key, size=size, etag=self.remote.etag, done=plan.done_ranges()
+                    url=self.key,
+                    size=size,
+                    etag=self.remote.etag,
+                    done=plan.done_ranges(),
+                    last_modified=self.remote.last_modified,
+                    date=self.remote.date,
                 )
                 await anyio.to_thread.run_sync(self._write_record, record)
 
@@ -241,7 +287,13 @@ class _Download:
         started = time.monotonic()
         record = await anyio.to_thread.run_sync(self._load_record)
         if record is not None:
-            self.remote = _Remote(size=record.size, etag=record.etag, ranges=True)
+            self.remote = _Remote(
+                size=record.size,
+                etag=record.etag,
+                ranges=True,
+                last_modified=record.last_modified,
+                date=record.date,
+            )
             self.resumed = True
             await self.sink.prepare(record.size, keep=True)
             self.plan = SegmentPlan(record.size, record.done, self.segment_size)
@@ -360,12 +412,10 @@ class _Download:
             f"{self.name}: connections {message}", segments=dict(enumerate(errors))
         )
 
-    async def _on_probe(
-        self, seg: Segment, size: int | None, etag: str | None, ranges: bool, latency: float
-    ) -> None:
+    async def _on_probe(self, seg: Segment, remote: _Remote, latency: float) -> None:
         """The first answer is in: plan the rest and start the other connections."""
-        self.remote = _Remote(size=size, etag=etag, ranges=ranges)
-        self._probed, self._high = True, 0
+        self.remote, self._probed, self._high = remote, True, 0
+        size, ranges = remote.size, remote.ranges
         if self.expected_size is not None and size is not None and size != self.expected_size:
             raise RemoteChanged(
                 f"{self.name}: the server sends {size} bytes, the record says {self.expected_size}"
@@ -469,10 +519,11 @@ class _Download:
             "Accept-Encoding": "identity",
             "Range": f"bytes={seg.pos}-{'' if last is None else last}",
         }
-        if self.remote.etag and self.resumed and not probing:
+        validator = self.remote.if_range()
+        if validator and self.resumed and not probing:
             # Resuming bytes of an earlier run: only if the remote is still that version.
-            # (Within one run every answer's ETag is compared with the probe's instead.)
-            headers["If-Range"] = self.remote.etag
+            # (Within one run every answer's validators are compared with the first's.)
+            headers["If-Range"] = validator
         stall = self.config.stall_timeout
         # The stall watch starts with the answer: until then the connect and read
         # timeouts apply, and a Retry-After wait inside send() is no stall.
@@ -494,7 +545,7 @@ class _Download:
                     return await self._read_into(seg, resp, writer, scope, stall)
             except RangeNotSatisfiable as exc:
                 if probing and seg.pos == 0:
-                    await self._on_probe(seg, 0, None, ranges=True, latency=0.0)  # empty
+                    await self._on_probe(seg, _Remote(0, None, ranges=True), 0.0)  # empty
                     seg.end = 0
                     return True
                 # Bytes within the size the record or the first answer gave: the file
@@ -505,9 +556,13 @@ class _Download:
     async def _probe_answer(
         self, seg: Segment, resp: aiohttp.ClientResponse, latency: float
     ) -> None:
-        etag = resp.headers.get("ETag")
-        if etag is not None and etag.startswith("W/"):
-            etag = None  # a weak validator cannot pin a byte range
+        remote = _Remote(
+            size=resp.content_length,
+            etag=_strong(resp.headers.get("ETag")),
+            ranges=False,  # 200: Range is not supported; this one answer is the whole file
+            last_modified=resp.headers.get("Last-Modified"),
+            date=resp.headers.get("Date"),
+        )
         if resp.status == 206:
             start, end, total = _content_range(resp.headers.get("Content-Range"))
             if start != seg.pos or total is None:
@@ -516,10 +571,8 @@ class _Download:
                     f"Content-Range {resp.headers.get('Content-Range')!r}"
                 )
             seg.end = min(seg.end, end + 1)
-            await self._on_probe(seg, total, etag, ranges=True, latency=latency)
-        else:
-            # 200: Range is not supported; this one answer is the whole file.
-            await self._on_probe(seg, resp.content_length, etag, ranges=False, latency=latency)
+            remote.size, remote.ranges = total, True
+        await self._on_probe(seg, remote, latency)
 
     def _changed_size(self, answer: str) -> RemoteChanged:
         return RemoteChanged(
@@ -529,10 +582,17 @@ class _Download:
 
     def _pin(self, resp: aiohttp.ClientResponse) -> None:
         """Never mix two versions in one file (a server may ignore If-Range, or not be
-        asked): an answer must name the version of the first answer (or the record)."""
+        asked): an answer must name the version of the first answer (or the record).
+        The strong ETag decides (another one, even weak, is another version); only
+        without one, Last-Modified."""
         etag = resp.headers.get("ETag")
-        if self.remote.etag and etag and etag != self.remote.etag:
-            raise self._changed(f"ETag {etag}, was {self.remote.etag}")
+        if self.remote.etag:
+            if etag and etag != self.remote.etag:
+                raise self._changed(f"ETag {etag}, was {self.remote.etag}")
+            return
+        modified, pinned = resp.headers.get("Last-Modified"), self.remote.last_modified
+        if pinned and modified and not _same_date(modified, pinned):
+            raise self._changed(f"Last-Modified {modified}, was {pinned}")
 
     def _changed(self, what: str) -> RemoteChanged:
         return RemoteChanged(
@@ -554,22 +614,22 @@ class _Download:
             self.remote.ranges = False  # no control record for ranges that do not exist
             raise _NoRanges(f"GET {self.where}: a 200 to a ranged GET (no Range support)")
         if resp.status == 200:
-            if self.remote.etag:
-                raise RemoteChanged(
-                    f"{self.name}: the remote changed (If-Range {self.remote.etag} no longer "
-                    "matches); download it again, or use on_change='restart'"
-                )
+            self._pin(resp)  # an answer that names another version says so
+            validator = self.remote.if_range() if self.resumed else self.remote.etag
+            if validator:
+                raise self._changed(f"If-Range {validator} no longer matches")
             raise ProtocolError(
                 f"GET {self.where}: asked for bytes {seg.pos}-{seg.end - 1}, "
                 "the server sent the whole file (200)"
             )
-        etag = resp.headers.get("ETag")
         start, end, total = _content_range(resp.headers.get("Content-Range"))
         if self._unconfirmed:
             if total != self.remote.size:
                 raise self._changed_size(f"Content-Range {resp.headers.get('Content-Range')}")
-            if etag is not None and not etag.startswith("W/"):
-                self.remote.etag = etag  # the first answer's validator pins the rest
+            # The first answer's validators pin the rest.
+            self.remote.etag = _strong(resp.headers.get("ETag"))
+            self.remote.last_modified = resp.headers.get("Last-Modified")
+            self.remote.date = resp.headers.get("Date")
             self._unconfirmed = False
         self._pin(resp)
         length = resp.content_length

@@ -3,7 +3,9 @@
 What is checked (aetiket/transfer/download.py): a server without Range whose body has no
 length (chunked) and breaks is fetched again from byte 0, never written at the break's
 offset; such a server sending another or a longer file on the retry is RemoteChanged. A
-split of a running segment never writes or counts a byte twice. A presigned URL's query
+split of a running segment never writes or counts a byte twice. Without a strong ETag
+the first answer's Last-Modified pins the version (If-Range with it when the Date makes
+it strong); with no validator at all a rerun starts from byte 0. A presigned URL's query
 never shows in an exception.
 
 Faults on the wire go through tests/faultproxy.py; what the origin serves (its versions
@@ -13,7 +15,9 @@ and headers) is the origin's own state.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import hashlib
+import json
 import random
 import re
 from collections.abc import AsyncIterator
@@ -42,6 +46,9 @@ pytestmark = [
 KiB = 1024
 MiB = 1024 * KiB
 PATH = "/f.bin"
+#: A Last-Modified long before any Date the origin sends: a strong validator.
+LONG_AGO = email.utils.formatdate(1_600_000_000, usegmt=True)
+LATER = email.utils.formatdate(1_600_000_010, usegmt=True)
 
 
 @dataclasses.dataclass
@@ -158,6 +165,11 @@ def listing(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()}
 
 
+def record_done(dest: Path) -> int:
+    record = json.loads(dest.with_name(dest.name + ".part.json").read_bytes())
+    return sum(end - start for start, end in record["done"])
+
+
 # ---------------------------------------------------------------------------- no Range
 
 
@@ -247,6 +259,87 @@ async def test_a_split_never_writes_or_counts_a_byte_twice(origin: Origin, tmp_p
     # the first connection may take half of what is left twice), all after its bytes.
     assert starts[:2] == [0, PROBE] and len(starts) >= 3, starts
     assert min(starts[2:]) >= PROBE + MiB + 3 * MiB // 4, starts
+
+
+# ---------------------------------------------------------------------------- validators
+
+
+async def _cancelled_run(origin: Origin, dest: Path) -> None:
+    """A first run cancelled midway: a .part file and its record stay."""
+    with anyio.fail_after(30):
+        async with client() as c:
+            with anyio.move_on_after(1.0) as scope:
+                await c.download_url(f"{origin.url}{PATH}", dest, parallel=2, bandwidth=4 * MiB)
+    assert scope.cancelled_caught
+    assert 0 < record_done(dest) < len(origin.versions[0].data)
+
+
+@pytest.mark.parametrize("kind", ["strong-date", "weak-date", "if-range-ignored"])
+async def test_only_last_modified_pins_the_version_across_runs(
+    origin: Origin, tmp_path: Path, kind: str
+) -> None:
+    """No ETag, a Last-Modified; the content is replaced (same size) between a cancelled
+    run and the rerun. The rerun must not resume into a mix of both: RemoteChanged (a
+    strong date goes in If-Range, the origin answers 200; a weak one is compared with
+    the 206's Last-Modified, as is a strong one when the origin ignores If-Range)."""
+    size = 12 * MiB
+    weak = kind == "weak-date"
+    old = version(size, seed=5, last_modified=LONG_AGO, date=LONG_AGO if weak else None)
+    new = version(size, seed=6, last_modified=LATER, date=LATER if weak else None)
+    origin.versions = [old]
+    origin.if_range = kind != "if-range-ignored"
+    dest = tmp_path / "out.bin"
+    await _cancelled_run(origin, dest)
+    origin.versions, origin.requests = [new], []
+    with anyio.fail_after(30):
+        async with client() as c:
+            with pytest.raises(RemoteChanged, match=r"^out\.bin: "):
+                await c.download_url(f"{origin.url}{PATH}", dest, parallel=2)
+            assert not dest.exists()
+            if_ranges = {h.get("If-Range") for h in origin.requests}
+            assert if_ranges == ({None} if weak else {LONG_AGO}), if_ranges
+            result = await c.download_url(f"{origin.url}{PATH}", dest, on_change="restart")
+    assert not result.resumed
+    assert sha256_of(dest) == new.sha256
+
+
+async def test_a_strong_last_modified_resumes_with_if_range(origin: Origin, tmp_path: Path) -> None:
+    """Unchanged content, only Last-Modified (strong: the Date is years later): the rerun
+    resumes with ``If-Range: <Last-Modified>`` and fetches what is missing."""
+    v = version(12 * MiB, seed=7, last_modified=LONG_AGO)
+    origin.versions = [v]
+    dest = tmp_path / "out.bin"
+    await _cancelled_run(origin, dest)
+    missing = len(v.data) - record_done(dest)
+    origin.requests, origin.served = [], 0
+    with anyio.fail_after(30):
+        async with client() as c:
+            result = await c.download_url(f"{origin.url}{PATH}", dest, parallel=2)
+    assert result.resumed
+    assert sha256_of(dest) == v.sha256
+    assert {h.get("If-Range") for h in origin.requests} == {LONG_AGO}
+    # What was missing, and what split segments had in flight (a block each).
+    assert origin.served <= missing + 2 * TransferConfig().block_size
+
+
+@pytest.mark.parametrize("etag", ['W/"1"', None], ids=["weak-etag", "no-validator"])
+async def test_without_a_validator_a_rerun_starts_from_byte_0(
+    origin: Origin, tmp_path: Path, etag: str | None
+) -> None:
+    """Nothing can tell whether the bytes of the cancelled run are still the remote's:
+    the rerun fetches it all again (it resumed into a mix of two versions)."""
+    size = 12 * MiB
+    origin.versions = [version(size, seed=8, etag=etag)]
+    dest = tmp_path / "out.bin"
+    await _cancelled_run(origin, dest)
+    new = version(size, seed=9, etag=etag)
+    origin.versions, origin.requests = [new], []
+    with anyio.fail_after(30):
+        async with client() as c:
+            result = await c.download_url(f"{origin.url}{PATH}", dest, parallel=2)
+    assert not result.resumed
+    assert sha256_of(dest) == new.sha256
+    assert origin.range_starts()[0] == 0
 
 
 # ---------------------------------------------------------------------------- secrets
