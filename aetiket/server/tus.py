@@ -185,9 +185,22 @@ class Upload:
             completed=bool(row["completed"]),
         )
 
-    @property
-    def expired(self) -> bool:
-        return not self.completed and self.expires < time.time()
+    def expiry(self, named: Callable[[str], bool]) -> float | None:
+        """When this upload expires, or None when it no longer can.
+
+        The one notion of expiry, for the 410 answers and the sweep alike: an upload
+        expires at ``expires`` (set at creation) while it is of no use to anyone yet,
+        that is while incomplete, or as a complete partial that no final upload names
+        (``named(uid)``: its client gave up before sending the final). A partial named by
+        a final (open, joining or complete) is that final's to use or remove.
+        """
+        if self.completed and (self.concat != "partial" or named(self.uid)):
+            return None
+        return self.expires
+
+    def expired(self, named: Callable[[str], bool], now: float) -> bool:
+        expires = self.expiry(named)
+        return expires is not None and expires < now
 
 
 def _load(conn: sqlite3.Connection, uid: str) -> Upload:
@@ -216,10 +229,15 @@ def _check_access(conn: sqlite3.Connection, who: Caller, upload: Upload, *, writ
         raise Forbidden("This upload belongs to another user")
 
 
+def _named(conn: sqlite3.Connection) -> Callable[[str], bool]:
+    """Whether a final upload names a partial, asked of the database (one upload)."""
+    return lambda uid: _final_of(conn, uid) is not None
+
+
 def _get_for(conn: sqlite3.Connection, who: Caller, uid: str, write: bool) -> Upload:
     upload = _load(conn, uid)
     _check_access(conn, who, upload, write=write)
-    if upload.expired:
+    if upload.expired(_named(conn), time.time()):
         raise Gone(f"Upload {uid} expired; start a new upload")
     return upload
 
@@ -266,7 +284,8 @@ def _final_of(conn: sqlite3.Connection, part_uid: str) -> str | None:
     the first partial's data and appends to it, so two finals joining the same partials
     would write into one file. Every final row counts: an open one will join them, a
     completed one has (its partials' data is removed right after), an expired one may
-    still be joining (its row goes once swept; DELETE releases it sooner).
+    still be joining (its row goes once swept; DELETE releases it sooner). A partial a
+    final names does not expire (``Upload.expiry``).
     """
     # instr on the quoted uid, not LIKE: "_" in a uid would be a LIKE wildcard.
     row = conn.execute(
@@ -293,8 +312,8 @@ def _create(
                 raise BadRequest(f"Upload {part_uid} is not a partial upload")
             if part.user_id != who.id:
                 raise Forbidden(f"Partial upload {part_uid} belongs to another user")
-            if part.expired:
-                raise Gone(f"Partial upload {part_uid} expired")
+            if part.expired(_named(conn), time.time()):
+                raise Gone(f"Partial upload {part_uid} expired; upload the parts again")
             if part.length is None:
                 raise BadRequest(f"Partial upload {part_uid} has no length yet")
             if not data_exists(part_uid):
@@ -384,12 +403,27 @@ def _terminate(conn: sqlite3.Connection, who: Caller, uid: str) -> None:
 
 
 def _expire(conn: sqlite3.Connection, now: float, keep_rows_for: float) -> list[str]:
-    """Mark expired uploads; return the uids whose data to delete. Old rows are dropped."""
-    rows = conn.execute(
-        "SELECT uid, file_id FROM uploads WHERE completed = 0 AND expires < ?", (now,)
+    """The uids of expired uploads (``Upload.expiry``), whose data to delete; the rows of
+    those expired more than ``keep_rows_for`` ago are dropped (410 becomes 404)."""
+    # The finals' parts are read once: asking _final_of per partial would scan the table
+    # for each complete partial ever made (they stay past their expiry, named).
+    named = {
+        part
+        for row in conn.execute("SELECT parts FROM uploads WHERE concat = 'final'")
+        for part in json.loads(row["parts"] or "[]")
+    }
+    candidates = conn.execute(
+        "SELECT * FROM uploads WHERE expires < ? AND (completed = 0 OR concat = 'partial')",
+        (now,),
     ).fetchall()
-    conn.execute("DELETE FROM uploads WHERE completed = 0 AND expires < ?", (now - keep_rows_for,))
-    return [r["uid"] for r in rows]
+    expired = [u for u in map(Upload.from_row, candidates) if u.expired(named.__contains__, now)]
+    # Only rows whose data goes in this sweep: a partial whose final row goes now keeps
+    # its row until a later sweep has found it expired and deleted its data.
+    conn.executemany(
+        "DELETE FROM uploads WHERE uid = ?",
+        [(u.uid,) for u in expired if u.expires < now - keep_rows_for],
+    )
+    return [u.uid for u in expired]
 
 
 # ---------------------------------------------------------------------------- the service
@@ -542,10 +576,19 @@ class TusService:
         return web.Response(status=201, headers=headers)
 
     async def _add_state(self, headers: dict[str, str], upload: Upload) -> None:
-        """Upload-Expires while open; once complete, the file's ETag (its SHA-256)."""
-        if not upload.completed:
-            headers["Upload-Expires"] = _expires_header(upload.expires)
-        elif (etag := await self.db.run(_etag, upload)) is not None:
+        """Upload-Expires while the upload can expire (open, or a complete partial no
+        final names yet); once complete, the file's ETag (its SHA-256)."""
+
+        def state(conn: sqlite3.Connection) -> tuple[float | None, str | None]:
+            return upload.expiry(_named(conn)), _etag(conn, upload)
+
+        expires: float | None = upload.expires  # open: no database needed to say so
+        etag: str | None = None
+        if upload.completed:
+            expires, etag = await self.db.run(state)
+        if expires is not None:
+            headers["Upload-Expires"] = _expires_header(expires)
+        if etag is not None:
             headers["ETag"] = f'"{etag}"'
 
     def _partial_data_exists(self, uid: str) -> bool:

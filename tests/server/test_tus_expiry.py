@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ServerProcess, start_server
+from tests.http import OCTETS, Api
 from tests.server.tus_support import (
+    UPLOADS,
     Ctx,
     assert_available,
     context,
@@ -21,6 +24,7 @@ from tests.server.tus_support import (
     patch,
     patched,
     pattern,
+    upload_uid,
 )
 
 pytestmark = pytest.mark.anyio
@@ -145,3 +149,128 @@ async def test_tus_expired_partial_cannot_join_a_final(short: Ctx) -> None:
     out = await file_status(ctx.api, ctx.scope, fuid)
     assert out["status"] == "unavailable"
     assert out["uploads"] == []
+
+
+# ---------------------------------------------------------------------------- the sweep of
+# complete partials no final names (a parallel upload whose client gave up after its parts)
+
+
+def _restart(srv: ServerProcess, *extra: str) -> ServerProcess:
+    """Stop ``srv`` and start a server on its data: starting sweeps expired uploads (a
+    running one sweeps at most every 5 minutes, on upload creation). The caller stops it."""
+    assert srv.stop() == 0, srv.log()
+    return start_server(srv.data_dir, *extra)
+
+
+def _data_file(srv: ServerProcess, location: str) -> Path:
+    """Where the server keeps an upload's bytes (ServerConfig.uploads_dir)."""
+    return srv.data_dir / "uploads" / f"{upload_uid(location)}.bin"
+
+
+async def _complete_partial(ctx: Ctx, data: bytes) -> str:
+    """A partial upload sent whole with its creation (creation-with-upload); its Location."""
+    ans = await create(
+        ctx.api, len(data), data=data, headers={"Upload-Concat": "partial", **OCTETS}
+    )
+    assert ans.status == 201, ans.body
+    assert ans.headers["Upload-Offset"] == str(len(data))
+    return ans.headers["Location"]
+
+
+async def test_tus_unjoined_complete_partial_expires_and_is_swept(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    srv = make_server("--upload-expiry", str(int(EXPIRY)))
+    async with context(srv.url, srv.admin_user, srv.admin_password) as ctx:
+        fuid = await ctx.file()
+        data = pattern(3000, seed=40)
+        part = await _complete_partial(ctx, data)
+        expired_after = time.time() + EXPIRY  # the server set it earlier than this
+        path = UPLOADS + upload_uid(part)
+        ans = await head(ctx.api, path)
+        assert ans.status == 200
+        assert ans.headers["Upload-Offset"] == str(len(data))
+        # Complete, but no final names it yet: it still expires, and says when (checked last).
+        announced = ans.headers.get("Upload-Expires")
+        await asyncio.sleep(max(0.0, expired_after - time.time()) + 0.3)
+        assert _data_file(srv, part).exists()  # not swept yet: the running server waits
+        # Expired before the sweep, as an incomplete upload is.
+        assert (await head(ctx.api, path)).status == 410
+
+        srv2 = _restart(srv, "--upload-expiry", str(int(EXPIRY)))
+        try:
+            api = Api(ctx.api.session, srv2.url, ctx.api.token)
+            assert not _data_file(srv2, part).exists()  # the sweep deleted its data
+            assert (await head(api, path)).status == 410
+            ans = await patch(api, path, len(data), b"")
+            assert ans.status == 410, ans.body
+            ans = await create(
+                api,
+                scope=ctx.scope,
+                uid=fuid,
+                headers={"Upload-Concat": f"final;{srv2.url}{path}"},
+            )
+            assert ans.status == 410, ans.body
+            detail = ans.json()["detail"]
+            assert "expired" in detail and "already used" not in detail, detail
+            out = await file_status(api, ctx.scope, fuid)
+            assert out["status"] == "unavailable", out
+            assert out["uploads"] == []
+        finally:
+            assert srv2.stop() == 0, srv2.log()
+    assert announced is not None
+    assert expired_after - EXPIRY - 1 <= expires_at(announced) <= expired_after
+
+
+async def test_tus_complete_partial_named_by_open_final_is_not_swept(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    """A complete partial that an open final names (concatenation-unfinished) outlives its
+    own expiry and the sweep; a complete partial no final names, as old, does not."""
+    expiry = 9.0
+    srv = make_server("--upload-expiry", str(int(expiry)))
+    async with context(srv.url, srv.admin_user, srv.admin_password) as ctx:
+        fuid = await ctx.file()
+        data = pattern(5000, seed=41)
+        first, rest = data[:2000], data[2000:]
+        part_a = await _complete_partial(ctx, first)
+        part_c = await _complete_partial(ctx, pattern(1000, seed=42))  # never joined
+        expired_after = time.time() + expiry  # the server set both earlier than this
+        # The second part starts late enough to still be open after the sweep below.
+        await asyncio.sleep(6.0)
+        ans = await create(ctx.api, len(rest), headers={"Upload-Concat": "partial"})
+        assert ans.status == 201, ans.body
+        part_b = ans.headers["Location"]
+        ans = await create(
+            ctx.api,
+            scope=ctx.scope,
+            uid=fuid,
+            headers={"Upload-Concat": f"final;{part_a} {part_b}"},
+        )
+        assert ans.status == 201, ans.body
+        assert "Upload-Offset" not in ans.headers  # unfinished concatenation
+        final = ans.headers["Location"]
+        ans = await head(ctx.api, part_a)
+        assert ans.status == 200
+        assert "Upload-Expires" not in ans.headers  # named by a final: it no longer expires
+
+        await asyncio.sleep(max(0.0, expired_after - time.time()) + 0.3)
+        assert (await head(ctx.api, part_a)).status == 200
+        assert (await head(ctx.api, part_c)).status == 410
+
+        srv2 = _restart(srv, "--upload-expiry", str(int(expiry)))
+        try:
+            api = Api(ctx.api.session, srv2.url, ctx.api.token)
+            assert not _data_file(srv2, part_c).exists()  # the sweep ran...
+            assert _data_file(srv2, part_a).exists()  # ...and kept the named one
+            a_path, b_path = (UPLOADS + upload_uid(u) for u in (part_a, part_b))
+            ans = await head(api, a_path)
+            assert ans.status == 200
+            assert ans.headers["Upload-Offset"] == str(len(first))
+            assert await patched(api, b_path, 0, rest) == len(rest)
+            ans = await head(api, UPLOADS + upload_uid(final))
+            assert ans.status == 200
+            assert ans.headers["Upload-Offset"] == str(len(data))
+            await assert_available(api, ctx.scope, fuid, data)
+        finally:
+            assert srv2.stop() == 0, srv2.log()
