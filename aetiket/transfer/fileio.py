@@ -36,6 +36,8 @@ from aiohttp.abc import AbstractStreamWriter
 __all__ = ("Reader", "Sent", "Sink", "Source", "Writer", "bytes_reader", "open_source")
 
 _SAMPLES = 16
+#: Bytes hashed per thread call (a cancel is heard between two).
+HASH_PIECE = 64 * 1024 * 1024
 _SAMPLE = 64 * 1024
 _EDGE = 1024 * 1024
 
@@ -161,6 +163,7 @@ class Source:
         data: memoryview | None = None,
         stream: IO[bytes] | None = None,
         mtime_ns: int | None = None,
+        fd: int | None = None,
     ) -> None:
         self.name = name
         self.size = size
@@ -168,6 +171,7 @@ class Source:
         self._data = data
         self._stream = stream
         self._mtime_ns = mtime_ns
+        self._fd = fd  # a file object's descriptor: how its file is watched for changes
         self._lock = anyio.Lock()
 
     def __repr__(self) -> str:
@@ -235,10 +239,19 @@ class Source:
         return digest.hexdigest()
 
     async def unchanged(self) -> bool:
-        """False if the file on disk changed size or modification time since opening."""
-        if self.path is None or self._mtime_ns is None:
+        """False if the file on disk (a path, or a file object's file) changed size or
+        modification time since opening; bytes in memory cannot change."""
+        if self._mtime_ns is None:
             return True
-        st = await anyio.to_thread.run_sync(os.stat, self.path)
+        if self.path is not None:
+            st = await anyio.to_thread.run_sync(os.stat, self.path)
+        elif self._fd is not None:
+            try:
+                st = await anyio.to_thread.run_sync(os.fstat, self._fd)
+            except OSError:
+                return False  # closed under us: nothing says the bytes sent are its bytes
+        else:
+            return True
         return st.st_size == self.size and st.st_mtime_ns == self._mtime_ns
 
 
@@ -348,16 +361,22 @@ async def open_source(
         raise TypeError("source must be a path, bytes, or a seekable binary file object")
     if not stream.seekable():
         raise ValueError("a file object source must be seekable (parts read it in any order)")
+    if isinstance(stream, io.TextIOBase) or isinstance(stream.read(0), str):
+        raise TypeError(
+            f"{getattr(stream, 'name', 'the file object')}: opened in text mode; "
+            "open it with 'rb' (the bytes are sent as they are)"
+        )
     size = await anyio.to_thread.run_sync(lambda: stream.seek(0, os.SEEK_END))
-    mtime = None
+    mtime = fd = None
     fileno = getattr(stream, "fileno", None)
     if fileno is not None:
         try:
-            mtime = os.fstat(fileno()).st_mtime_ns
-        except (OSError, ValueError):
-            mtime = None
+            fd = fileno()
+            mtime = os.fstat(fd).st_mtime_ns
+        except (OSError, ValueError):  # io.BytesIO and friends: no file behind them
+            mtime = fd = None
     label = name or str(getattr(stream, "name", "<stream>"))
-    return Source(label, size, stream=stream, mtime_ns=mtime)
+    return Source(label, size, stream=stream, mtime_ns=mtime, fd=fd)
 
 
 _TMPFS_MAGIC = 0x01021994
@@ -464,20 +483,30 @@ class Sink:
     ) -> int:
         """Feed bytes ``[start, end)`` of the ``.part`` file to ``digest``; returns ``end``."""
 
-        def run() -> int:
-            buf = bytearray(block)
-            view = memoryview(buf)
-            with open(self.part, "rb", buffering=0) as f:
-                f.seek(start)
-                pos = start
-                while pos < end and (n := f.readinto(view[: min(block, end - pos)])):
-                    digest.update(view[:n])
-                    pos += n
-            if pos != end:
-                raise OSError(f"{self.part}: ended at {pos}, expected {end} bytes")
+        view = memoryview(bytearray(block))
+
+        def run(f: io.FileIO, pos: int, stop: int) -> int:
+            while pos < stop and (n := f.readinto(view[: min(block, stop - pos)])):
+                digest.update(view[:n])
+                pos += n
             return pos
 
-        return await anyio.to_thread.run_sync(run)
+        # A thread call is not interrupted by a cancel: one per HASH_PIECE bytes, so that
+        # Ctrl-C during the hash of a large file is heard within a fraction of a second.
+        f = await anyio.to_thread.run_sync(open, self.part, "rb", 0)
+        try:
+            f.seek(start)
+            pos = start
+            while pos < end:
+                reached = await anyio.to_thread.run_sync(run, f, pos, min(end, pos + HASH_PIECE))
+                if reached == pos:
+                    break
+                pos = reached
+        finally:
+            f.close()
+        if pos != end:
+            raise OSError(f"{self.part}: ended at {pos}, expected {end} bytes")
+        return pos
 
     async def sha256(self, size: int) -> str:
         """SHA-256 of the first ``size`` bytes of the ``.part`` file."""
@@ -530,6 +559,12 @@ class Writer:
         self._fd: int = handle.fileno()
 
     async def write(self, offset: int, chunks: list[bytes]) -> int:
-        """Write ``chunks`` one after the other from ``offset``; returns the byte count."""
-        written: int = await _apwrite_all(self._fd, chunks, offset)
+        """Write ``chunks`` one after the other from ``offset``; returns the byte count.
+
+        Shielded: a cancelled await would return while the write still runs in its
+        thread (or waits to start there), and the handle's close that follows could free
+        the descriptor number for another file to take before the write lands in it.
+        One block to the disk is the wait."""
+        with anyio.CancelScope(shield=True):
+            written: int = await _apwrite_all(self._fd, chunks, offset)
         return written

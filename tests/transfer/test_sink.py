@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from aetiket.transfer.fileio import Sink
@@ -85,3 +88,20 @@ def _is_memory_fs(path: Path) -> bool:
         return fileio._fs_type(fd) in (fileio._TMPFS_MAGIC, fileio._RAMFS_MAGIC)
     finally:
         os.close(fd)
+
+
+async def test_a_cancel_during_the_hash_is_heard_at_once(tmp_path: Path) -> None:
+    """The final hash of a large download runs in a thread, which a cancel does not
+    interrupt: it goes in pieces, so Ctrl-C waits for one piece, not for the whole file
+    (a sparse 8 GiB file: hashing all of it takes seconds)."""
+    sink = Sink(tmp_path / "big.bin")
+    size = 8 * 1024 * MiB
+    await anyio.Path(sink.part).touch()
+    await anyio.to_thread.run_sync(os.truncate, sink.part, size)  # sparse: no disk used
+    digest = hashlib.sha256()
+    started = time.monotonic()
+    with anyio.move_on_after(0.2) as scope:
+        await sink.hash_into(digest, 0, size)
+    waited = time.monotonic() - started
+    assert scope.cancelled_caught
+    assert waited < 1.5, f"the cancel waited {waited:.1f} s for the hash"

@@ -770,7 +770,10 @@ async def test_a_cancelled_upload_leaves_consistent_partials_and_resumes(env: En
 
 
 @bounded(60)
-async def test_a_source_growing_during_the_upload_is_refused(env: Env) -> None:
+@pytest.mark.parametrize("given", ["path", "file object"])
+async def test_a_source_growing_during_the_upload_is_refused(env: Env, given: str) -> None:
+    """Appended to while it goes: refused, whether given by path or as an open file
+    (a file object was never checked: its first bytes went, and it was 'verified')."""
     size = 4 * MiB
     path = env.tmp / "growing.bin"
     path.write_bytes(random.Random(5).randbytes(size))
@@ -794,14 +797,34 @@ async def test_a_source_growing_during_the_upload_is_refused(env: Env) -> None:
                 tg.start_soon(grower)
 
         async with env.client(env.server.url, cfg) as client:
-            with pytest.raises(UploadError) as caught:
-                await client.upload(path, scope=env.scope, file_uid=uid, progress=on_progress)
+            source: Any = path
+            if given == "file object":
+                source = await anyio.to_thread.run_sync(path.open, "rb")
+            try:
+                with pytest.raises(UploadError) as caught:
+                    await client.upload(source, scope=env.scope, file_uid=uid, progress=on_progress)
+            finally:
+                if given == "file object":
+                    source.close()
     assert grown.is_set(), "the file was not grown during the upload"
     assert "changed" in str(caught.value), caught.value
     # Nothing was published as the file's content.
     record = await env.direct.files.get(env.scope, uid)
     assert record.status not in (FileStatus.available, FileStatus.secured)
     assert not record.size
+
+
+@bounded(10)
+async def test_a_text_mode_file_is_refused_before_anything_is_sent(env: Env) -> None:
+    path = env.tmp / "notes.txt"
+    path.write_text("sample A1, 4 K\n")
+    uid = await env.new_file()
+    async with FaultProxy(env.server.url) as proxy:
+        async with env.client(proxy.url, config(env.tmp / "resume")) as client:
+            text = await anyio.to_thread.run_sync(path.open)
+            with text, pytest.raises(TypeError, match="open it with 'rb'"):
+                await client.upload(text, scope=env.scope, file_uid=uid)
+        assert not proxy.log
 
 
 @bounded(60)
