@@ -101,8 +101,10 @@ class TransferConfig:
     size and the content's SHA-256 (the eTiKeT ETag) at the end.
     ``stall_timeout``: a request that moves no byte for this long is aborted and resumed.
     ``max_retries``: consecutive failures of one part without progress before giving up
-    (progress resets the count). ``bandwidth``: bytes/s for the whole engine (None: no
-    limit). ``resume_dir``: where resume records live (None: ``default_home()/resume``).
+    (progress resets the count). ``bandwidth``: bytes/s for all of a client's transfers
+    together, however many run at once (None: no limit; a call given ``bandwidth=`` has
+    that limit to itself). ``resume_dir``: where resume records live (None:
+    ``default_home()/resume``).
     """
 
     parallel: int | None = None

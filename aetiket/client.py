@@ -37,6 +37,7 @@ from .transfer import tus
 from .transfer.download import DownloadResult
 from .transfer.download import download as _download
 from .transfer.progress import ProgressCallback
+from .transfer.throttle import Throttle
 from .transfer.upload import ETIKET_ENDPOINT, UploadResult
 from .transfer.upload import upload as _upload
 
@@ -109,6 +110,8 @@ class Client:
         )
         self.transfer = transfer
         self._tus_info: dict[str, tus.ServerInfo] = {}
+        # One bandwidth bucket per limit for all this client's transfers (throttle.shared).
+        self._throttles: dict[float, Throttle] = {}
         self.users = Users(self._http)
         self.scopes = Scopes(self._http)
         self.datasets = Datasets(self._http)
@@ -202,6 +205,7 @@ class Client:
             config=config,
             progress=progress,
             info_cache=self._tus_info,
+            throttles=self._throttles if bandwidth is _KEEP else None,
         )
 
     def _config(self, **overrides: Any) -> TransferConfig:
@@ -264,6 +268,7 @@ class Client:
             # If-Range with the ETag says whether the bytes on disk are still good.
             resume_key=f"etiket:{scope}/{file_uid}",
             expected=expected,
+            throttles=self._throttles if bandwidth is _KEEP else None,
         )
 
     async def download_url(
@@ -294,6 +299,7 @@ class Client:
             progress=progress,
             expected_sha256=sha256,
             on_change=on_change,
+            throttles=self._throttles if bandwidth is _KEEP else None,
         )
 
 

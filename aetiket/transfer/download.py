@@ -56,7 +56,7 @@ from ..errors import (
 from .fileio import Sink, Writer
 from .plan import NEAR, Segment, SegmentPlan, merge
 from .progress import ProgressCallback, ProgressTracker
-from .throttle import Throttle
+from .throttle import Throttle, shared
 
 __all__ = ("DownloadResult", "download")
 
@@ -198,6 +198,7 @@ class _Download:
         name: str,
         key: str | None = None,
         expected: Callable[[], Awaitable[tuple[int | None, str | None]]] | None = None,
+        throttles: dict[float, Throttle] | None = None,
     ) -> None:
         self.http = http
         self.url = url
@@ -216,7 +217,7 @@ class _Download:
         self.expected_sha256 = expected_sha256
         self.on_change = on_change
         self.name = name
-        self.throttle = Throttle(config.bandwidth) if config.bandwidth else None
+        self.throttle = shared(throttles, config.bandwidth)
         self.remote = _Remote(size=None, etag=None, ranges=False)
         self.plan: SegmentPlan | None = None
         self.tracker: ProgressTracker | None = None
@@ -819,6 +820,7 @@ async def download(
     on_change: Literal["raise", "restart"] = "raise",
     resume_key: str | None = None,
     expected: Callable[[], Awaitable[tuple[int | None, str | None]]] | None = None,
+    throttles: dict[float, Throttle] | None = None,
 ) -> DownloadResult:
     """Download ``url`` (a path on the client's server, or any absolute URL) to ``dest``.
 
@@ -828,6 +830,7 @@ async def download(
     ``resume_key`` names the download for a later resume (default: the URL).
     ``expected``: where the expected size and hash came from (the server's record), asked
     again when ``on_change="restart"`` follows a new version.
+    ``throttles``: the bandwidth buckets this download shares (``throttle.shared``).
     """
     if parallel is not None and parallel < 1:
         raise ValueError("parallel must be at least 1")
@@ -846,5 +849,6 @@ async def download(
         name=target.name,
         key=resume_key,
         expected=expected,
+        throttles=throttles,
     )
     return await job.run()

@@ -1,4 +1,9 @@
-"""A bandwidth limit shared by every connection of the engine (a token bucket)."""
+"""A bandwidth limit shared by every connection of the engine (a token bucket).
+
+A client's transfers share its bucket (``shared``): the limit a client is configured
+with holds for all its uploads and downloads together, however many run at once (a push
+of many files included); a call given a limit of its own has that bucket to itself.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import time
 
 import anyio
 
-__all__ = ("Throttle",)
+__all__ = ("Throttle", "shared")
 
 
 class Throttle:
@@ -33,3 +38,15 @@ class Throttle:
             if self._tokens < 0:
                 # Pay the debt while holding the lock: the others queue behind.
                 await anyio.sleep(-self._tokens / self.rate)
+
+
+def shared(pool: dict[float, Throttle] | None, rate: float | None) -> Throttle | None:
+    """The bucket for ``rate`` in ``pool`` (made on first use); None without a limit.
+    Without a pool (a transfer outside a client) the bucket is the transfer's own."""
+    if not rate:
+        return None
+    if pool is None:
+        return Throttle(rate)
+    if rate not in pool:
+        pool[rate] = Throttle(rate)
+    return pool[rate]

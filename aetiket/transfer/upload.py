@@ -58,7 +58,7 @@ from .fileio import Reader, Source, bytes_reader, open_source
 from .plan import NEAR, plan_slices
 from .progress import ProgressCallback, ProgressTracker
 from .resume import PartRecord, ResumeStore, UploadRecord, record_key
-from .throttle import Throttle
+from .throttle import Throttle, shared
 
 __all__ = (
     "ETIKET_ENDPOINT",
@@ -121,6 +121,7 @@ class _Engine:
         config: TransferConfig,
         progress: ProgressCallback | None,
         info_cache: dict[str, tus.ServerInfo],
+        throttles: dict[float, Throttle] | None = None,
     ) -> None:
         self.http = http
         self.src = src
@@ -138,7 +139,7 @@ class _Engine:
         self.progress = progress
         self.info_cache = info_cache
         self.store = ResumeStore(config.resume_dir or default_home() / "resume")
-        self.throttle = Throttle(config.bandwidth) if config.bandwidth else None
+        self.throttle = shared(throttles, config.bandwidth)
         self.algorithm: str | None = None
         self.resumed = False
         self._offsets: dict[int, int] = {}  # resumed parts' offsets, asked up front
@@ -723,11 +724,13 @@ async def upload(
     progress: ProgressCallback | None = None,
     info_cache: dict[str, tus.ServerInfo] | None = None,
     name: str | None = None,
+    throttles: dict[float, Throttle] | None = None,
 ) -> UploadResult:
     """Upload ``source`` (a path, bytes, or a seekable binary file object).
 
     With ``scope`` and ``file_uid`` it is the content of that eTiKeT file record (verified
     against its ETag); without, a generic tus upload to ``endpoint`` with ``metadata``.
+    ``throttles``: the bandwidth buckets this upload shares (``throttle.shared``).
     """
     if (scope is None) != (file_uid is None):
         raise ValueError("give both scope and file_uid (an eTiKeT file), or neither")
@@ -742,6 +745,7 @@ async def upload(
         config=config,
         progress=progress,
         info_cache=info_cache if info_cache is not None else {},
+        throttles=throttles,
     )
     return await engine.run()
 
@@ -788,10 +792,15 @@ class Uploader:
 
     async def upload_chunk(self) -> int:
         """Send the next chunk; returns the new offset."""
-        return await self._send(self.chunk_size)
+        src = await self._source()
+        return await self._send(src.size)
 
-    async def _send(self, most: int) -> int:
-        """Send the next chunk of at most ``most`` bytes; returns the new offset."""
+    async def _send(self, stop: int) -> int:
+        """Send the next chunk, ending at ``stop`` at the latest; returns the new offset.
+
+        A 409 (the server holds another offset: an interrupted PATCH, e.g. a cancelled
+        cell, landed after all) re-syncs from HEAD and sends from the server's offset,
+        once; other failures re-sync and are raised."""
         src = await self._source()
         if self.url is None:
             created = await tus.create(
@@ -801,17 +810,23 @@ class Uploader:
                 metadata={"scope": self.scope, "uid": self.file_uid},
             )
             self.url, self.offset = created.url, created.offset or 0
-        n = min(most, src.size - self.offset)
-        if n <= 0:
-            return self.offset
-        try:
-            patched = await tus.patch(
-                self._http, self.url, self.offset, src.blocks(self.offset, n, 1024 * 1024), size=n
-            )
+        for attempt in (1, 2):
+            n = min(self.chunk_size, stop - self.offset, src.size - self.offset)
+            if n <= 0:
+                return self.offset
+            blocks = src.blocks(self.offset, n, 1024 * 1024)
+            try:
+                patched = await tus.patch(self._http, self.url, self.offset, blocks, size=n)
+            except Conflict:
+                self.offset = (await tus.head(self._http, self.url)).offset or 0
+                if attempt == 2:
+                    raise
+                continue
+            except (ProtocolError, TransportError):
+                self.offset = (await tus.head(self._http, self.url)).offset or 0
+                raise
             self.offset = patched.offset
-        except (Conflict, ProtocolError, TransportError):
-            self.offset = (await tus.head(self._http, self.url)).offset or 0  # re-sync
-            raise
+            break
         return self.offset
 
     async def upload(self, stop_at: int | None = None) -> None:
@@ -821,7 +836,7 @@ class Uploader:
         while self.offset < target or self.url is None:
             before = self.offset
             # Exactly up to stop_at, as tuspy does: the last chunk is cut short there.
-            await self._send(min(self.chunk_size, target - self.offset))
+            await self._send(target)
             if self.offset == before and self.offset >= target:
                 break
 

@@ -734,6 +734,28 @@ async def test_a_bandwidth_limit_slower_than_the_stall_timeout_still_completes(
     assert result.sha256 == blob.sha256
 
 
+@bounded(30)
+async def test_a_clients_bandwidth_limit_holds_for_its_transfers_together(env: Env) -> None:
+    """TransferConfig.bandwidth is for all of a client's transfers: two downloads at once
+    share it (each had a bucket of its own: twice the limit). 4 MiB at 2 MiB/s with one
+    second's burst cannot take less than a second."""
+    blobs = [await env.blob(2 * MiB, seed=s, name=f"b{s}.bin") for s in (21, 22)]
+    async with env.client(env.server.url, bandwidth=2 * MiB) as client:
+        started = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            for blob in blobs:
+                tg.start_soon(
+                    functools.partial(
+                        client.download, env.scope, blob.uid, env.tmp / blob.name, parallel=2
+                    )
+                )
+        elapsed = time.monotonic() - started
+    assert elapsed >= 0.9, f"two downloads under one 2 MiB/s limit took {elapsed:.2f} s"
+    for blob in blobs:
+        data = await anyio.Path(env.tmp / blob.name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == blob.sha256
+
+
 # ---------------------------------------------------------------------------- kill and cancel
 
 
