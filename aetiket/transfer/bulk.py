@@ -390,6 +390,8 @@ async def pull_dataset(
 
     A name that would leave ``dest`` (absolute, ``..``) fails that file. Files already
     there with the same size and SHA-256 are skipped; files without content are failed.
+    ``connections`` bounds all transfers together; a large file uses up to ``parallel``
+    of them (default 8).
     """
     started = time.monotonic()
     root = Path(dest)
@@ -429,12 +431,11 @@ async def pull_dataset(
                 ):
                     result = ItemResult(record.name, record.uid, size, "skipped", path=moved)
                 else:
+                    # The budget's grant, never more: connections a file takes beyond
+                    # it wait for a pool slot, on the connect timeout (_run_all already
+                    # keeps the grant within ``parallel``).
                     await client.download(
-                        scope,
-                        record.uid,
-                        target,
-                        parallel=parallel if parallel is not None else conns,
-                        progress=progress,
+                        scope, record.uid, target, parallel=conns, progress=progress
                     )
                     result = ItemResult(
                         record.name,

@@ -7,6 +7,7 @@ import hashlib
 import random
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 import aetiket
@@ -56,3 +57,50 @@ async def test_files_with_one_name_each_land_under_their_uid(
 
     again = await pull_dataset(admin, scope, dataset, tmp_path / "out", parallel=2)
     assert again.count("skipped") == len(files), again.items
+
+
+async def test_a_file_uses_only_the_connections_the_budget_granted_it(
+    admin: aetiket.Client, scope: str, tmp_path: Path
+) -> None:
+    # --parallel 8 under a budget of 2: each file may take the 2, never 8. With a pool of
+    # 2, as many as the budget, no request may then wait for a slot (the wait counts
+    # against the connect timeout: files failed and retried for nothing).
+    rng = random.Random(5)
+    files = [(aetiket.new_uid(), f"f{i}.bin", rng.randbytes(6 * 1024 * 1024)) for i in range(2)]
+    dataset = aetiket.new_uid()
+    await admin.datasets.create(
+        aetiket.DatasetIn(
+            name="budget",
+            uid=dataset,
+            scope=scope,
+            files=[aetiket.FileDatasetIn(name=name, uid=uid) for uid, name, _ in files],
+        )
+    )
+    for uid, _, data in files:
+        await admin.upload(data, scope=scope, file_uid=uid)
+
+    queued: list[object] = []
+
+    async def on_queued(session: object, ctx: object, params: object) -> None:
+        queued.append(params)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_queued_start.append(on_queued)
+    # min_part 1 MiB: 6 MiB files count as large and split into 256 KiB segments, enough
+    # for 8 connections each were they allowed.
+    small_parts = aetiket.TransferConfig(min_part=1024 * 1024)
+    async with (
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=2, limit_per_host=2), trace_configs=[trace]
+        ) as session,
+        aetiket.Client(
+            admin.base_url, token=admin.token, session=session, transfer=small_parts
+        ) as client,
+    ):
+        result = await pull_dataset(
+            client, scope, dataset, tmp_path / "out", parallel=8, connections=2
+        )
+    assert result.count("downloaded") == 2, result.items
+    landed = {name: sha256((tmp_path / "out" / name).read_bytes()) for _, name, _ in files}
+    assert landed == {name: sha256(data) for _, name, data in files}
+    assert len(queued) == 0
