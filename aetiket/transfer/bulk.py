@@ -137,25 +137,72 @@ def _matches(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
 
 def collect(
     paths: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
-) -> list[tuple[Path, str]]:
-    """Files under ``paths`` as (path, relative name with ``/``), sorted, filtered."""
+) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
+    """Files under ``paths`` as (path, relative name with ``/``), sorted, filtered, and
+    the entries that cannot be pushed as (relative name, why).
+
+    Links are followed, to files and to folders alike (wherever they lead), and named by
+    where the link is. A link to a folder that holds it (a cycle: ``loop -> ..``) is not
+    followed: everything under it is already there under its own names. A broken link
+    and a folder that cannot be listed are reported, never silently left out.
+    """
     found: list[tuple[Path, str]] = []
+    problems: list[tuple[str, str]] = []
     for root in paths:
         if not root.exists():
+            if root.is_symlink():
+                raise FileNotFoundError(f"{root}: a broken link (to {os.readlink(root)})")
             raise FileNotFoundError(f"{root}: no such file or folder")
         if root.is_file():
             found.append((root, root.name))
             continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for fname in sorted(filenames):
-                path = Path(dirpath) / fname
-                if path.is_file():
-                    found.append((path, path.relative_to(root).as_posix()))
+        # Depth first, a folder's files before its subfolders; each folder carries the
+        # real paths of the folders above it, so a cycle is seen without a global set
+        # (a folder linked from two places is pushed under both names, as cp -rL would).
+        stack: list[tuple[Path, frozenset[str]]] = [(root, frozenset([os.path.realpath(root)]))]
+        while stack:
+            folder, above = stack.pop()
+            try:
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda e: e.name)
+            except OSError as exc:
+                rel = folder.relative_to(root).as_posix()
+                # Reported unless excluded: it may hold files an include would match.
+                if not any(fnmatch.fnmatch(f"{rel}/", g) for g in exclude):
+                    problems.append((rel, f"cannot list the folder: {exc.strerror or exc}"))
+                continue
+            subfolders: list[tuple[Path, frozenset[str]]] = []
+            for entry in entries:
+                path = Path(entry.path)
+                rel = path.relative_to(root).as_posix()
+                try:  # both follow links
+                    is_dir = entry.is_dir()
+                    is_file = not is_dir and entry.is_file()
+                except OSError:  # links that lead to one another (ELOOP)
+                    is_dir = is_file = False
+                if is_dir:
+                    real = os.path.realpath(path)
+                    if real not in above:
+                        subfolders.append((path, above | {real}))
+                elif is_file:
+                    found.append((path, rel))
+                elif entry.is_symlink() and not path.exists() and _matches(rel, include, exclude):
+                    problems.append((rel, _broken_link(path)))
+                # Anything else (a socket, a FIFO, a device) is no file to push.
+            stack.extend(reversed(subfolders))
     names = [n for _, n in found]
     if len(set(names)) != len(names):
         raise ValueError("two files would get the same name in the dataset")
-    return [(p, n) for p, n in found if _matches(n, include, exclude)]
+    return [(p, n) for p, n in found if _matches(n, include, exclude)], problems
+
+
+def _broken_link(path: Path) -> str:
+    """Why a link leads to nothing: its target is missing, or links loop."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return f"a broken link (to {os.readlink(path)}): {exc.strerror or exc}"
+    return f"a broken link (to {os.readlink(path)})"
 
 
 def safe_relative(name: str) -> PurePosixPath | None:
@@ -195,6 +242,15 @@ async def _sha256(path: Path) -> str:
 
 
 ItemProgress = Callable[[str, int, int], Awaitable[None] | None]
+
+
+async def _tell(
+    on_item: Callable[[ItemResult], Awaitable[None] | None] | None, item: ItemResult
+) -> None:
+    if on_item is not None:
+        maybe = on_item(item)
+        if maybe is not None:
+            await maybe
 
 
 async def _run_all(
@@ -268,24 +324,41 @@ async def push_folder(
     what is not already there, identical. ``uid`` defaults to one derived from the first
     path's absolute location. ``connections`` bounds all transfers together; a large file
     uses up to ``parallel`` of them.
+
+    Symbolic links are followed, to files and to folders, wherever they lead (as
+    ``aws s3 sync`` does); a file is named by the link's path, not its target's. A link
+    to a folder above it (a cycle) is not followed: its files are pushed under their own
+    names already. A broken link, and a folder that cannot be listed, is a failed item
+    with its reason (in a dry run too), never silently left out.
     """
     started = time.monotonic()
     roots = [Path(p) for p in paths]
     if not roots:
         raise ValueError("nothing to push")
-    files = await anyio.to_thread.run_sync(collect, roots, include, exclude)
+    files, problems = await anyio.to_thread.run_sync(collect, roots, include, exclude)
     dataset_uid = uid or dataset_uid_for(roots[0])
     label = f"{scope}/{dataset_uid}"
-    entries = [(path, rel, file_uid_for(dataset_uid, rel)) for path, rel in files]
-    sizes = {
-        rel: (await anyio.to_thread.run_sync(os.stat, path)).st_size for path, rel, _ in entries
-    }
+    sizes: dict[str, int] = {}
+    for path, rel in files:
+        try:
+            sizes[rel] = (await anyio.to_thread.run_sync(os.stat, path)).st_size
+        except OSError as exc:  # gone since it was listed
+            problems.append((rel, exc.strerror or str(exc)))
+    entries = [(path, rel, file_uid_for(dataset_uid, rel)) for path, rel in files if rel in sizes]
+    refused = tuple(
+        ItemResult(rel, file_uid_for(dataset_uid, rel), 0, "failed", error=why)
+        for rel, why in problems
+    )
+    for item in refused:
+        await _tell(on_item, item)
+    if refused and fail_fast and not dry_run:
+        raise TransferError(f"{refused[0].name}: {refused[0].error}")
     if dry_run:
         items = tuple(
             ItemResult(name=rel, uid=fuid, size=sizes[rel], status="planned")
             for _, rel, fuid in entries
         )
-        return BulkResult(label, items, time.monotonic() - started)
+        return BulkResult(label, refused + items, time.monotonic() - started)
     dataset = await _ensure_dataset(
         client, scope, dataset_uid, name or roots[0].name, meta or {}, entries, sizes, create_scope
     )
@@ -312,10 +385,7 @@ async def push_folder(
                     result = ItemResult(rel, fuid, size, "uploaded", time.monotonic() - t0)
             except (AetiketError, OSError) as exc:
                 result = ItemResult(rel, fuid, size, "failed", time.monotonic() - t0, str(exc))
-            if on_item is not None:
-                maybe = on_item(result)
-                if maybe is not None:
-                    await maybe
+            await _tell(on_item, result)
             return result
 
         return run
@@ -327,7 +397,7 @@ async def push_folder(
         fail_fast=fail_fast,
         min_large=client.transfer.min_part * 2,
     )
-    return BulkResult(label, tuple(results), time.monotonic() - started)
+    return BulkResult(label, refused + tuple(results), time.monotonic() - started)
 
 
 async def _ensure_dataset(
@@ -455,10 +525,7 @@ async def pull_dataset(
                     str(exc),
                     path=moved,
                 )
-            if on_item is not None:
-                maybe = on_item(result)
-                if maybe is not None:
-                    await maybe
+            await _tell(on_item, result)
             return result
 
         return run

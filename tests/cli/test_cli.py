@@ -40,7 +40,7 @@ SMALL_FILES = 300
 BIG_FILES = 2
 BIG_SIZE = 64 * MiB
 # Exit codes (aetiket.cli.EXIT), spelled out: the documented contract, not the module's copy.
-USAGE, AUTH, ACCESS, UNREACHABLE, INTERRUPTED = 2, 3, 4, 5, 130
+FAILED, USAGE, AUTH, ACCESS, UNREACHABLE, INTERRUPTED = 1, 2, 3, 4, 5, 130
 
 
 def name(prefix: str) -> str:
@@ -385,6 +385,25 @@ def test_push_pull_round_trip(
     repull = cli.run("pull", dataset, str(dest), "--json").json()
     assert (repull["downloaded_bytes"], repull["skipped"], repull["failed"]) == (0, len(source), 0)
     assert digests(dest) == source
+
+
+def test_push_names_a_broken_link_and_exits_failed(
+    server: ServerProcess, cli: Cli, tmp_path: Path
+) -> None:
+    logged_in(cli, server)
+    scope = name("cli")
+    admin_api(server).scope(scope)
+    folder = tmp_path / "with-link"
+    folder.mkdir()
+    (folder / "kept.txt").write_bytes(b"kept")
+    (folder / "broken").symlink_to(tmp_path / "gone")
+    why = f"aetiket: broken: a broken link (to {tmp_path / 'gone'}): No such file or directory"
+
+    # A dry run says so before anything moves; the push itself moves the rest.
+    assert cli.run("push", str(folder), "--scope", scope, "--dry-run").error(FAILED) == why
+    push = cli.run("push", str(folder), "--scope", scope)
+    assert push.error(FAILED) == why
+    assert push.out.splitlines()[0].startswith("1 uploaded, 0 skipped, 1 failed"), str(push)
 
 
 def test_ls_lists_scopes_datasets_and_files(
