@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 import aetiket
-from aetiket.transfer.bulk import ItemResult, push_folder
+from aetiket.transfer.bulk import ItemResult, file_uid_for, push_folder
 
 pytestmark = pytest.mark.anyio
 
@@ -65,3 +67,38 @@ async def test_links_are_followed_cycles_cut_and_a_broken_one_reported(
         **dict.fromkeys(expected, "planned"),
         "broken": "failed",
     }
+
+
+async def test_a_cancel_during_the_skip_check_of_a_large_file_is_prompt(
+    admin: aetiket.Client, scope: str, tmp_path: Path
+) -> None:
+    # The record has the local file's size and an upload open (pending): the push hashes
+    # the file to see whether it is there already. A cancel (Ctrl-C) then must not wait
+    # for all 8 GiB: sparse, so it costs no disk, but reading it takes seconds.
+    size = 8 << 30
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "big.bin").write_bytes(b"")
+    os.truncate(folder / "big.bin", size)
+    if os.stat(folder / "big.bin").st_blocks * 512 >= size:
+        pytest.skip("this file system has no sparse files: 8 GiB would be written")
+    dataset = aetiket.new_uid()
+    fuid = file_uid_for(dataset, "big.bin")
+    await admin.datasets.create(
+        aetiket.DatasetIn(
+            name="big",
+            uid=dataset,
+            scope=scope,
+            files=[aetiket.FileDatasetIn(name="big.bin", uid=fuid, size=size)],
+        )
+    )
+    await admin.uploads.create(length=size, scope=scope, file_uid=fuid)
+    assert (await admin.files.get(scope, fuid)).status is aetiket.FileStatus.pending
+
+    started = time.monotonic()
+    with anyio.move_on_after(0.5) as cancel:
+        await push_folder(admin, [folder], scope=scope, uid=dataset)
+    waited = time.monotonic() - started
+    assert cancel.cancelled_caught
+    # One piece (16 MiB) after the cancel, not the rest of the file.
+    assert waited < 2.0, f"the cancel took {waited - 0.5:.1f} s"
