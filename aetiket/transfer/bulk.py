@@ -19,13 +19,14 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.to_thread
 
 from ..errors import AetiketError, Conflict, NotFound, TransferError, collapse
 from ..models import DatasetIn, DatasetOut, FileDatasetIn, FileIn, FileStatus, MetaDict, ScopeIn
+from .fileio import open_source
 from .progress import ProgressCallback
 
 if TYPE_CHECKING:
@@ -230,34 +231,11 @@ def _places(records: Sequence[Any]) -> dict[str, PurePosixPath | None]:
     return places
 
 
-#: Bytes hashed per thread call: anyio cannot stop a thread, so a cancel (Ctrl-C during a
-#: skip check) waits for the piece under way, not for the whole file.
-_HASH_PIECE = 16 * 1024 * 1024
-_HASH_BLOCK = 4 * 1024 * 1024
-
-
-def _open_binary(path: Path) -> BinaryIO:
-    return open(path, "rb", buffering=0)
-
-
 async def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-
-    def piece(f: BinaryIO) -> bool:
-        """Hash up to one piece; False at the end of the file."""
-        left = _HASH_PIECE
-        while left > 0:
-            block = f.read(min(left, _HASH_BLOCK))
-            if not block:
-                return False
-            digest.update(block)
-            left -= len(block)
-        return True
-
-    with await anyio.to_thread.run_sync(_open_binary, path) as f:
-        while await anyio.to_thread.run_sync(piece, f):  # each call is a cancel point
-            pass
-    return digest.hexdigest()
+    """The file's SHA-256 for a skip check (a block per thread call: a cancel is heard
+    between blocks, never waits for the whole file)."""
+    source = await open_source(path)
+    return await source.sha256()
 
 
 ItemProgress = Callable[[str, int, int], Awaitable[None] | None]
