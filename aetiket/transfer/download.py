@@ -220,7 +220,7 @@ class _Download:
         self.throttle = shared(throttles, config.bandwidth)
         self.remote = _Remote(size=None, etag=None, ranges=False)
         self.plan: SegmentPlan | None = None
-        self.tracker: ProgressTracker | None = None
+        self.tracker = ProgressTracker(self.name, None, [None], progress)
         self.workers = 0
         self.peak = 0
         self._fanned = False
@@ -285,6 +285,19 @@ class _Download:
     # -- the run
 
     async def run(self) -> DownloadResult:
+        """The download, beside the emitter of its progress events: callbacks never run
+        in a connection's path (a slow one delays events, not bytes; one that raises
+        ends the download with its own exception)."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.tracker.run)
+                result = await self._download()
+                await self.tracker.finish()  # the last event; the emitter ends with it
+        except BaseException as exc:
+            raise self.tracker.outcome(collapse(exc, self._many_failed)) from None
+        return result
+
+    async def _download(self) -> DownloadResult:
         started = time.monotonic()
         record = await anyio.to_thread.run_sync(self._load_record)
         if record is not None:
@@ -298,12 +311,8 @@ class _Download:
             self.resumed = True
             await self.sink.prepare(record.size, keep=True)
             self.plan = SegmentPlan(record.size, record.done, self.segment_size)
-            self.tracker = ProgressTracker(
-                self.name,
-                record.size,
-                [record.size],
-                self.progress,
-                skip=sum(e - s for s, e in merge(record.done)),
+            self.tracker.restart(
+                record.size, [record.size], skip=sum(e - s for s, e in merge(record.done))
             )
             try:
                 await self._fetch_all(first=None, latency=self.http.round_trip_to(self.url))
@@ -321,8 +330,6 @@ class _Download:
         verified, digest = await self._verify(size)
         await self.sink.publish()
         await anyio.to_thread.run_sync(lambda: self.control.unlink(missing_ok=True))
-        if self.tracker is not None:
-            await self.tracker.finish()
         return DownloadResult(
             dest=self.dest,
             size=size,
@@ -363,13 +370,13 @@ class _Download:
             self._unconfirmed = True
             await self.sink.prepare(None, keep=False)
             self.plan = SegmentPlan(size, [], self.segment_size)
-            self.tracker = ProgressTracker(self.name, size, [size], self.progress)
+            self.tracker.restart(size, [size])
             try:
                 await self._fetch_all(first=None, latency=latency)
                 return
             except _NoRanges:
                 pass  # a server without Range after all: the probe's way, one stream
-            self.plan, self.tracker, self._digest = None, None, None
+            self.plan, self._digest = None, None
             self._fanned = self._unconfirmed = False
         self.remote = _Remote(size=None, etag=None, ranges=False)
         self._probed = False
@@ -427,7 +434,7 @@ class _Download:
         if size is not None and ranges:
             self._tg.start_soon(self.sink.preallocate, size)
         total = size
-        self.tracker = ProgressTracker(self.name, total, [total], self.progress)
+        self.tracker.restart(total, [total])
         if not ranges or size is None:
             seg.end = size if size is not None else UNKNOWN_END
             return
@@ -658,7 +665,6 @@ class _Download:
         pending: list[bytes] = []
         size = 0
         tracker = self.tracker
-        assert tracker is not None
         rearm = 0.0
 
         async def flush() -> None:
@@ -678,9 +684,9 @@ class _Download:
             pending, size, seg.ahead = [], 0, 0
             self._written.set()
             if self.remote.ranges:
-                await tracker.add(written)  # with Range every byte is written once
+                tracker.add(written)  # with Range every byte is written once
             elif seg.pos > self._high:  # one stream that may have started over
-                await tracker.add(seg.pos - self._high)
+                tracker.add(seg.pos - self._high)
                 self._high = seg.pos
             await self._save()
 

@@ -58,7 +58,11 @@ async def _opened(path: Path, mode: Literal["rb", "r+b"]) -> AsyncIterator[Any]:
             await handle.close()
 
 
-Sent = Callable[[int], Awaitable[None]]
+#: Told, without waiting, of each piece of a request body that has gone (progress is
+#: counted there; nothing may hold the body back, nor fail it).
+Sent = Callable[[int], None]
+#: Awaited before each piece goes (a bandwidth limit).
+Before = Callable[[int], Awaitable[None]]
 
 
 class Reader:
@@ -73,13 +77,14 @@ class Reader:
         n: int,
         piece: int,
         sent: Sent,
-        before: Sent | None = None,
+        before: Before | None = None,
         *,
         zero_copy: bool = True,
     ) -> aiohttp.payload.Payload:
         """A request body of ``n`` bytes from ``offset``, sent ``piece`` bytes at a time;
         ``before(k)`` is awaited before each piece goes (a bandwidth limit), ``sent(k)``
-        after it has gone (progress). ``zero_copy``: a file on disk goes by sendfile."""
+        called (not awaited) after it has gone (progress). ``zero_copy``: a file on disk
+        goes by sendfile."""
         if zero_copy:
             direct = await self._direct(offset, n, piece, sent, before)
             if direct is not None:
@@ -87,7 +92,7 @@ class Reader:
         return _StreamedPayload(self, offset, n, piece, sent, before)
 
     async def _direct(
-        self, offset: int, n: int, piece: int, sent: Sent, before: Sent | None
+        self, offset: int, n: int, piece: int, sent: Sent, before: Before | None
     ) -> aiohttp.payload.Payload | None:
         """A body the kernel sends from the file, where there is a file: else None."""
         return None
@@ -108,7 +113,7 @@ class _FileReader(Reader):
         return data
 
     async def _direct(
-        self, offset: int, n: int, piece: int, sent: Sent, before: Sent | None
+        self, offset: int, n: int, piece: int, sent: Sent, before: Before | None
     ) -> aiohttp.payload.Payload | None:
         # A handle of its own: asyncio's sendfile moves the file position, which would
         # confuse the buffered aiofiles handle that read() uses.
@@ -266,7 +271,7 @@ class _BodyPayload(aiohttp.payload.Payload):
         n: int,
         piece: int,
         sent: Sent,
-        before: Sent | None,
+        before: Before | None,
         name: str = "the source",
     ) -> None:
         super().__init__(value, size=n, content_type="application/offset+octet-stream")
@@ -296,7 +301,7 @@ class _BodyPayload(aiohttp.payload.Payload):
                     "(did it shrink while being uploaded?)"
                 )
             done += size
-            await self._sent(size)
+            self._sent(size)  # counts only: no user code runs in the body's writer
 
     async def _begin(self, writer: AbstractStreamWriter) -> None:
         """Before the first piece."""

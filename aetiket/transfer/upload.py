@@ -331,6 +331,9 @@ class _Engine:
 
         try:
             async with anyio.create_task_group() as tg:
+                # Progress callbacks run in the tracker's emitter, never in a body's
+                # writer: a slow one delays events, not bytes; one that raises ends this.
+                tg.start_soon(tracker.run)
                 # The source's hash runs beside the transfer and the final upload: only
                 # the check at the very end waits for it.
                 if hashing:
@@ -346,17 +349,19 @@ class _Engine:
                         "upload it again once it is complete"
                     )
                 url = await self._finish(record, source_sha256)
+                verified = await self._verify(url, await source_sha256())
+                if self.keep_records:
+                    await self.store.delete(key)
+                await tracker.finish()  # the last event; the emitter ends with it
         except BaseException as exc:
-            raise collapse(
-                exc,
-                lambda msg, errors: UploadError(
-                    f"{self.target}: parts {msg}", parts=dict(enumerate(errors))
-                ),
+            raise tracker.outcome(
+                collapse(
+                    exc,
+                    lambda msg, errors: UploadError(
+                        f"{self.target}: parts {msg}", parts=dict(enumerate(errors))
+                    ),
+                )
             ) from None
-        verified = await self._verify(url, digest.get("sha256"))
-        if self.keep_records:
-            await self.store.delete(key)
-        await tracker.finish()
         return UploadResult(
             name=self.src.name,
             size=self.src.size,
@@ -640,11 +645,11 @@ class _Engine:
         with anyio.CancelScope() as scope:
             scope.deadline = anyio.current_time() + stall
 
-            async def sent(size: int) -> None:
+            def sent(size: int) -> None:
                 nonlocal done
                 done += size
                 scope.deadline = anyio.current_time() + stall  # bytes moved: not stalled
-                await tracker.advance(index, offset + done)
+                tracker.advance(index, offset + done)  # counted; events go from the emitter
                 # The deadline stays until the answer: a body that fit in the socket
                 # buffers has not reached the server yet.
 
@@ -663,7 +668,7 @@ class _Engine:
                 self.etag = patched.etag  # the upload is complete: its file's ETag
             # The body's last progress step runs in aiohttp's writer task, which may not
             # have run yet when the answer is in: the answer's offset is the word.
-            await tracker.advance(index, patched.offset)
+            tracker.advance(index, patched.offset)
             return patched.offset
         raise _Stalled(f"part {index}: no byte moved for {stall:.0f} s at offset {offset}")
 
