@@ -109,11 +109,12 @@ class ProgressTracker:
     # -- counting (the byte paths): no await, no user code
 
     def start_part_at(self, part: int, position: int) -> None:
-        """A part resumes at ``position`` (already on the other side: counted as done)."""
+        """A part resumes at ``position`` (already on the other side: counted as done).
+        No event for it alone: the parts' offsets come in one by one, and the first
+        event should count them all (it comes with the first bytes that move)."""
         if position > self._positions[part]:
             self._done += position - self._positions[part]
             self._positions[part] = position
-            self._moved.set()
 
     def advance(self, part: int, position: int) -> None:
         """Part ``part`` has sent or received up to ``position`` (its own offset)."""
