@@ -8,11 +8,9 @@ small aiohttp.web app and a raw asyncio server as upstream.
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,25 +22,11 @@ from tests.conftest import ServerProcess
 from tests.faultproxy import Fault, FaultProxy, LogEntry
 from tests.http import OCTETS, TUS, Api
 from tests.server.tus_support import Ctx, context, created, eventually, offset_of, pattern
+from tests.timing import bounded
 
 pytestmark = pytest.mark.anyio
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 ME = "/api/v1/users/me"
-
-
-def bounded(seconds: float) -> Callable[[F], F]:
-    """Fail a test that runs longer than ``seconds`` (a per-test timeout)."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        async def run(*args: Any, **kwargs: Any) -> Any:
-            with anyio.fail_after(seconds):
-                return await fn(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
-
-    return wrap
 
 
 @pytest.fixture

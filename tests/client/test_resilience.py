@@ -9,11 +9,10 @@ client-chosen uid replayed safely (their own 409 is success, another's is Confli
 
 from __future__ import annotations
 
-import functools
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import pytest
@@ -31,26 +30,12 @@ from aetiket.errors import (
 )
 from tests.conftest import ServerProcess
 from tests.faultproxy import Fault, FaultProxy
+from tests.timing import bounded
 
 pytestmark = pytest.mark.anyio
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 #: Retries without waiting to speak of: the suite stays fast.
 FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.02)
-
-
-def bounded(seconds: float) -> Callable[[F], F]:
-    """Fail a test that runs longer than ``seconds`` (a per-test timeout)."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        async def run(*args: Any, **kwargs: Any) -> Any:
-            with anyio.fail_after(seconds):
-                return await fn(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
-
-    return wrap
 
 
 class Env:

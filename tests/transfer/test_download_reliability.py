@@ -32,9 +32,9 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -55,6 +55,7 @@ from aetiket.transfer.download import NEAR_CONNECTIONS, PROBE, STRIPE, DownloadR
 from aetiket.transfer.progress import Progress
 from tests.conftest import ServerProcess
 from tests.faultproxy import Fault, FaultProxy, Rule
+from tests.timing import bounded
 
 #: Test-tool issue, not the engine: FaultProxy's _Upstream.open replaces an upstream
 #: connection that the upstream closed (at EOF) without closing its StreamWriter, which
@@ -74,22 +75,6 @@ BLOCK = TransferConfig().block_size
 CONTENT = "/api/v1/files/"
 CHILD = Path(__file__).with_name("download_child.py")
 SENTINEL = b"an older file that must survive a failed download\n"
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def bounded(seconds: float) -> Callable[[F], F]:
-    """Fail a test that runs longer than ``seconds`` (a per-test timeout)."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        async def run(*args: Any, **kwargs: Any) -> Any:
-            with anyio.fail_after(seconds):
-                return await fn(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
-
-    return wrap
 
 
 def sha256_of(path: Path) -> str:

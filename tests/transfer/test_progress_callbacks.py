@@ -17,13 +17,11 @@ requests must be counted. Checked, for uploads and downloads alike:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -33,6 +31,7 @@ from aetiket import Client, RetryPolicy, TransferConfig
 from aetiket.transfer.progress import Progress
 from tests.conftest import ServerProcess
 from tests.faultproxy import Fault, FaultProxy
+from tests.timing import bounded
 
 pytestmark = pytest.mark.anyio
 
@@ -42,22 +41,6 @@ UPLOADS = "/api/v1/uploads/"
 #: Every content GET of a download goes under this path.
 CONTENT = "/api/v1/files/"
 FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05)
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def bounded(seconds: float) -> Callable[[F], F]:
-    """Fail a test that runs longer than ``seconds``."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        async def run(*args: Any, **kwargs: Any) -> Any:
-            with anyio.fail_after(seconds):
-                return await fn(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
-
-    return wrap
 
 
 def upload_config(tmp: Path, parallel: int) -> TransferConfig:

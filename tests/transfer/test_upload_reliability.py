@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import math
@@ -33,9 +32,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import pytest
@@ -50,6 +49,7 @@ from aetiket.transfer.progress import Progress
 from aetiket.transfer.upload import FAR_PARTS, UploadResult, default_parallel
 from tests.conftest import ServerProcess
 from tests.faultproxy import Fault, FaultProxy
+from tests.timing import bounded
 
 pytestmark = pytest.mark.anyio
 
@@ -70,22 +70,6 @@ FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05)
 PATIENT = RetryPolicy(max_attempts=4, backoff_base=0.1, backoff_max=2.0)
 CHILD = Path(__file__).with_name("upload_child.py")
 ROOT = Path(__file__).resolve().parents[2]
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def bounded(seconds: float) -> Callable[[F], F]:
-    """Fail a test that runs longer than ``seconds`` (a per-test timeout)."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        async def run(*args: Any, **kwargs: Any) -> Any:
-            with anyio.fail_after(seconds):
-                return await fn(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
-
-    return wrap
 
 
 def config(resume_dir: Path, **kw: Any) -> TransferConfig:
