@@ -143,6 +143,7 @@ class _Engine:
         self.algorithm: str | None = None
         self.resumed = False
         self._offsets: dict[int, int] = {}  # resumed parts' offsets, asked up front
+        self._stranded = False  # every byte is in, yet the server never completed it
         self.keep_records = True
         self.etag: str | None = None  # what the answer completing the upload said
         self.info: tus.ServerInfo | None = None
@@ -204,9 +205,10 @@ class _Engine:
             parts=[PartRecord(start=s, end=e) for s, e in slices],
         )
 
-    async def _listed(self) -> list[tuple[str, tus.UploadState]] | None:
-        """The eTiKeT file's uploads, each with its HEAD (asked at once); None when the
-        listing cannot be read. An upload that cannot be asked is left out."""
+    async def _listed(self) -> list[tuple[str, tus.UploadState, bool]] | None:
+        """The eTiKeT file's uploads, each with its HEAD (asked at once) and whether the
+        server completed it; None when the listing cannot be read. An upload that cannot
+        be asked is left out."""
         assert self.scope is not None and self.file_uid is not None
         try:
             listing: FileOut = await self.http.call(
@@ -214,17 +216,17 @@ class _Engine:
             )
         except ApiError:
             return None
-        found: list[tuple[str, tus.UploadState]] = []
+        found: list[tuple[str, tus.UploadState, bool]] = []
         limiter = anyio.CapacityLimiter(FAR_PARTS)
 
-        async def ask(url: str) -> None:
+        async def ask(url: str, completed: bool) -> None:
             async with limiter:
                 with contextlib.suppress(ApiError, ProtocolError):
-                    found.append((url, await tus.head(self.http, url)))
+                    found.append((url, await tus.head(self.http, url), completed))
 
         async with anyio.create_task_group() as tg:
             for item in listing.uploads:
-                tg.start_soon(ask, f"{self.endpoint_url}{item.uid}")
+                tg.start_soon(ask, f"{self.endpoint_url}{item.uid}", item.completed)
         return found
 
     async def _recover(self, fingerprint: str) -> UploadRecord | None:
@@ -237,11 +239,13 @@ class _Engine:
         listed = await self._listed()
         if listed is None:
             return None
-        joined = {uid for _, state in listed for uid in _joins(state.concat)}
+        joined = {uid for _, state, _ in listed for uid in _joins(state.concat)}
         parts: dict[int, PartRecord] = {}
         count = 0
-        for url, state in listed:
-            if _uid_of(url) in joined or (state.concat is None and state.offset == state.length):
+        for url, state, completed in listed:
+            # (A single upload with every byte in that its server did not complete is
+            # resumed: the run completes it.)
+            if _uid_of(url) in joined or (state.concat is None and completed):
                 continue
             if state.metadata.get(_META_FP, b"").decode(errors="replace") != fingerprint[:32]:
                 continue
@@ -433,7 +437,8 @@ class _Engine:
         deadline = time.monotonic() + (self.http.timeouts.read or 120.0)
         attempt = 0
         while True:
-            finals = [(u, s) for u, s in await self._listed() or [] if _joins(s.concat) == wanted]
+            listed = await self._listed() or []
+            finals = [(u, s) for u, s, _ in listed if _joins(s.concat) == wanted]
             if not finals:
                 return None
             for url, state in finals:
@@ -511,12 +516,17 @@ class _Engine:
                     if offset is None:
                         state = await tus.head(self.http, part.url or "")
                         offset = state.offset or 0
+                        self._note_stranded(state)
                     tracker.start_part_at(index, offset)
                     while offset < length:
                         before = offset
                         offset = await self._patch(index, reader, offset, length, tracker)
                         if offset > before:
                             failures = refusals = 0
+                    if self._stranded:
+                        # An empty PATCH at the end makes the server complete it again.
+                        patched = await tus.patch(self.http, part.url or "", offset, b"", size=0)
+                        self.etag, self._stranded = patched.etag, False
                     return
                 except Unauthorized as exc:
                     # A token that expired mid-transfer: refresh once for everyone, go on.
@@ -577,11 +587,24 @@ class _Engine:
             if state.offset is not None:
                 self._offsets[index] = state.offset
                 tracker.start_part_at(index, state.offset)
+                self._note_stranded(state)
 
         async with anyio.create_task_group() as tg:
             for index, part in enumerate(self.record.parts):
                 if part.url is not None:
                     tg.start_soon(ask, index, part.url)
+
+    def _note_stranded(self, state: tus.UploadState) -> None:
+        """An eTiKeT upload (one, not parts) holding every byte but no ETag: its server
+        failed to complete it (a full disk while it hashed or stored the file). Left so,
+        every rerun would find nothing to send and fail the check until it expired."""
+        self._stranded = (
+            self.etiket
+            and not self.record.concat
+            and state.offset is not None
+            and state.offset == state.length
+            and state.etag is None
+        )
 
     def _refused(self, index: int, exc: Unauthorized) -> str:
         """Why a part cannot go on after 401s that a fresh token did not end."""

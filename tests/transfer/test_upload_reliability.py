@@ -576,6 +576,47 @@ async def test_an_upload_outliving_its_access_token_completes(
         await e.check_content(uid, data)
 
 
+@pytest.mark.parametrize("rerun_via", ["record", "listing"])
+@bounded(60)
+async def test_an_upload_the_server_failed_to_complete_is_completed_by_the_rerun(
+    make_server: Callable[..., ServerProcess], tmp_path: Path, rerun_via: str
+) -> None:
+    """Every byte arrived but storing the file failed (here: the server's content folder
+    is in the way, as a full disk would be). The upload keeps its bytes, so a rerun has
+    nothing to send: it asks the server to complete it (an empty PATCH at the end) once
+    the storage is back, instead of failing the check until the upload expires."""
+    srv = make_server()
+    data = random.Random(12).randbytes(3 * MiB)
+    content = srv.data_dir / "content"
+    async with Client(srv.url) as direct:
+        await direct.login(srv.admin_user, srv.admin_password)
+        scope = (
+            await direct.scopes.create(aetiket.ScopeIn(name="sc-" + aetiket.new_uid()[:12]))
+        ).name
+        e = Env(srv, direct, scope, tmp_path)
+        uid = await e.new_file()
+        cfg = config(tmp_path / "resume", parallel=1, max_retries=1)
+        away = content.with_name("content.away")
+        await anyio.Path(content).rename(away)
+        await anyio.Path(content).write_bytes(b"not a folder")  # storing the file fails
+        async with e.client(srv.url, cfg) as client:
+            with pytest.raises((UploadError, aetiket.errors.ChecksumMismatch)):
+                await client.upload(data, scope=scope, file_uid=uid)
+        listing = await e.listing(uid)
+        assert [(u.offset, u.completed) for u in listing] == [(len(data), False)]
+        await anyio.Path(content).unlink()
+        await anyio.Path(away).rename(content)  # the storage is back
+        if rerun_via == "record":  # the same endpoint: the local resume record
+            async with e.client(srv.url, cfg) as client:
+                result = await client.upload(data, scope=scope, file_uid=uid)
+        else:  # another endpoint: rebuilt from the file's upload list
+            async with FaultProxy(srv.url) as proxy, e.client(proxy.url, cfg) as client:
+                result = await client.upload(data, scope=scope, file_uid=uid)
+            assert proxy.bytes_up == 0  # nothing sent again
+        assert result.resumed and result.verified
+        await e.check_content(uid, data)
+
+
 # ---------------------------------------------------------------------------- 3. kill -9
 
 
