@@ -160,6 +160,15 @@ async def env(server: ServerProcess, tmp_path: Path) -> AsyncIterator[Env]:
         yield Env(server, direct, scope.name, tmp_path)
 
 
+@contextlib.asynccontextmanager
+async def env_of(srv: ServerProcess, tmp: Path) -> AsyncIterator[Env]:
+    """An Env on a server of the test's own (``make_server``): admin, fresh scope."""
+    async with Client(srv.url) as direct:
+        await direct.login(srv.admin_user, srv.admin_password)
+        scope = await direct.scopes.create(aetiket.ScopeIn(name="own-" + aetiket.new_uid()[:12]))
+        yield Env(srv, direct, scope.name, tmp)
+
+
 def partials(listing: list[UploadOut], size: int) -> list[UploadOut]:
     """The partial uploads in a listing (a final, whose length is the whole, left out)."""
     return [u for u in listing if u.concat and u.length != size]
@@ -551,12 +560,8 @@ async def test_an_upload_outliving_its_access_token_completes(
 ) -> None:
     srv = make_server("--access-token-ttl", "2")
     data = random.Random(2).randbytes(5 * MiB)
-    async with Client(srv.url) as direct:
-        await direct.login(srv.admin_user, srv.admin_password)
-        scope = (
-            await direct.scopes.create(aetiket.ScopeIn(name="ttl-" + aetiket.new_uid()[:12]))
-        ).name
-        e = Env(srv, direct, scope, tmp_path)
+    async with env_of(srv, tmp_path) as e:
+        direct, scope = e.direct, e.scope
         uid = await e.new_file()
         cfg = config(tmp_path / "resume", parallel=4, bandwidth=1 * MiB)
         events = Events()
@@ -588,12 +593,8 @@ async def test_an_upload_the_server_failed_to_complete_is_completed_by_the_rerun
     srv = make_server()
     data = random.Random(12).randbytes(3 * MiB)
     content = srv.data_dir / "content"
-    async with Client(srv.url) as direct:
-        await direct.login(srv.admin_user, srv.admin_password)
-        scope = (
-            await direct.scopes.create(aetiket.ScopeIn(name="sc-" + aetiket.new_uid()[:12]))
-        ).name
-        e = Env(srv, direct, scope, tmp_path)
+    async with env_of(srv, tmp_path) as e:
+        scope = e.scope
         uid = await e.new_file()
         cfg = config(tmp_path / "resume", parallel=1, max_retries=1)
         away = content.with_name("content.away")
