@@ -344,8 +344,16 @@ def _create(
     return _load(conn, new.uid)
 
 
-def _set_progress(conn: sqlite3.Connection, uid: str, offset: int, length: int | None) -> None:
-    conn.execute('UPDATE uploads SET "offset" = ?, length = ? WHERE uid = ?', (offset, length, uid))
+def _set_progress(
+    conn: sqlite3.Connection, uid: str, offset: int, length: int | None, expires: float | None
+) -> None:
+    """The offset on record; ``expires``: bytes moved, so the upload lives on until then
+    (never earlier than it was)."""
+    conn.execute(
+        'UPDATE uploads SET "offset" = ?, length = ?, expires = MAX(expires, COALESCE(?, expires))'
+        " WHERE uid = ?",
+        (offset, length, expires, uid),
+    )
 
 
 def _complete_partial(conn: sqlite3.Connection, uid: str) -> list[str]:
@@ -699,7 +707,10 @@ class TusService:
                     await self._truncate(upload, offset)
                     received = 0
                 new_offset = offset + received
-                await self.db.run(_set_progress, uid, new_offset, length)
+                # An upload expires after a day without bytes, not a day after it began:
+                # a file that takes longer than that on a slow link must still land.
+                alive = time.time() + self.config.upload_expiry if received else None
+                await self.db.run(_set_progress, uid, new_offset, length, alive)
                 upload.offset, upload.length = new_offset, length
                 # All bytes in, even if the client left right after the last one: done.
                 if length is not None and new_offset == length:
@@ -903,8 +914,9 @@ class TusService:
     async def sweep(self) -> None:
         """Delete the data of expired uploads (their rows answer 410 for a week)."""
         uids = await self.db.run(_expire, time.time(), 7 * 24 * 3600.0)
+        # One receiving a PATCH right now is alive (its expiry moves when the PATCH ends).
         removed = await anyio.to_thread.run_sync(
-            self.remove_leftovers, [f"upload:{u}" for u in uids]
+            self.remove_leftovers, [f"upload:{u}" for u in uids if u not in self._busy]
         )
         if removed:
             log.info("swept the data of %d expired uploads", removed)

@@ -581,6 +581,28 @@ async def test_an_upload_outliving_its_access_token_completes(
         await e.check_content(uid, data)
 
 
+@bounded(60)
+async def test_an_upload_longer_than_the_expiry_completes_while_bytes_move(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Uploads expire after the server's expiry without bytes, not that long after they
+    began: a 2 s expiry, an upload of ~4 s in 1 MiB PATCHes (a day-long upload over a
+    slow link, scaled down). It expired mid-way, and every restart expired again."""
+    srv = make_server("--upload-expiry", "2")
+    data = random.Random(13).randbytes(5 * MiB)
+    async with env_of(srv, tmp_path) as e:
+        uid = await e.new_file()
+        cfg = config(tmp_path / "resume", parallel=1, chunk_size=1 * MiB, bandwidth=1 * MiB)
+        async with FaultProxy(srv.url) as proxy, e.client(proxy.url, cfg) as client:
+            started = time.monotonic()
+            result = await client.upload(data, scope=e.scope, file_uid=uid)
+            elapsed = time.monotonic() - started
+        assert elapsed > 3, f"{elapsed:.1f} s: not longer than the expiry, nothing shown"
+        assert [x.status for x in proxy.log if x.status == 410] == []
+        assert result.verified
+        await e.check_content(uid, data)
+
+
 @pytest.mark.parametrize("rerun_via", ["record", "listing"])
 @bounded(60)
 async def test_an_upload_the_server_failed_to_complete_is_completed_by_the_rerun(
