@@ -20,23 +20,31 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+async def dataset_of(
+    admin: aetiket.Client, scope: str, name: str, files: list[tuple[str, str, bytes]]
+) -> str:
+    """A new dataset of ``files`` (uid, name, content), each uploaded; returns its uid."""
+    dataset = aetiket.new_uid()
+    await admin.datasets.create(
+        aetiket.DatasetIn(
+            name=name,
+            uid=dataset,
+            scope=scope,
+            files=[aetiket.FileDatasetIn(name=fname, uid=uid) for uid, fname, _ in files],
+        )
+    )
+    for uid, _, data in files:
+        await admin.upload(data, scope=scope, file_uid=uid)
+    return dataset
+
+
 async def test_files_with_one_name_each_land_under_their_uid(
     admin: aetiket.Client, scope: str, tmp_path: Path
 ) -> None:
     rng = random.Random(3)
     names = ["raw.h5", "raw.h5", "RAW.h5", "sub/./notes", "sub//notes", "other.txt"]
     files = [(aetiket.new_uid(), name, rng.randbytes(rng.randrange(1, 200_000))) for name in names]
-    dataset = aetiket.new_uid()
-    await admin.datasets.create(
-        aetiket.DatasetIn(
-            name="same names",
-            uid=dataset,
-            scope=scope,
-            files=[aetiket.FileDatasetIn(name=name, uid=uid) for uid, name, _ in files],
-        )
-    )
-    for uid, _, data in files:
-        await admin.upload(data, scope=scope, file_uid=uid)
+    dataset = await dataset_of(admin, scope, "same names", files)
 
     result = await pull_dataset(admin, scope, dataset, tmp_path / "out", parallel=2)
     assert result.count("downloaded") == len(files), result.items
@@ -67,17 +75,7 @@ async def test_a_file_uses_only_the_connections_the_budget_granted_it(
     # against the connect timeout: files failed and retried for nothing).
     rng = random.Random(5)
     files = [(aetiket.new_uid(), f"f{i}.bin", rng.randbytes(6 * 1024 * 1024)) for i in range(2)]
-    dataset = aetiket.new_uid()
-    await admin.datasets.create(
-        aetiket.DatasetIn(
-            name="budget",
-            uid=dataset,
-            scope=scope,
-            files=[aetiket.FileDatasetIn(name=name, uid=uid) for uid, name, _ in files],
-        )
-    )
-    for uid, _, data in files:
-        await admin.upload(data, scope=scope, file_uid=uid)
+    dataset = await dataset_of(admin, scope, "budget", files)
 
     queued: list[object] = []
 
