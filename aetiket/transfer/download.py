@@ -19,6 +19,13 @@ the first answer's Last-Modified is the validator (RFC 9110 8.8.2), in If-Range 
 that answer's Date makes it strong; with neither, the bytes of an earlier run cannot be
 trusted and a rerun starts from byte 0. At the end: the size, the SHA-256 when the server
 gave one, then an atomic rename onto the destination.
+
+To a plain ``http://`` server without a proxy the ranged GETs after the first take
+``_http.PlainConnection``: each connection receives its answer's body straight into its
+one block buffer, which goes to the file as it is (about half the CPU per byte of the
+aiohttp path, which is what bounds a near download). The first answer that is not a
+plain 206 (a redirect, an error, a chunked body) sends that request, and the rest of the
+download, back to the one HTTP path; a 401 only that request, which refreshes the token.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import hashlib
+import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -40,7 +48,7 @@ import msgspec
 from yarl import URL
 
 from .._config import DEFAULT_TRANSFER, TransferConfig
-from .._http import HttpCore, retry_after_of, round_trip
+from .._http import HttpCore, PlainAnswer, PlainConnection, retry_after_of, round_trip
 from ..errors import (
     ChecksumMismatch,
     DownloadError,
@@ -84,6 +92,7 @@ HASH_STEP = 16 * 1024 * 1024
 RECORD_EVERY = 1.0
 #: The end of a stream of unknown length (a server without Range and Content-Length).
 UNKNOWN_END = 2**63
+log = logging.getLogger("aetiket")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)", re.ASCII)
 _SHA256 = re.compile(r'"?([0-9a-f]{64})"?')
 
@@ -162,9 +171,9 @@ def _same_date(a: str, b: str) -> bool:
     return a == b if ta is None or tb is None else ta == tb
 
 
-def _cut(chunks: list[bytes], keep: int) -> list[bytes]:
+def _cut(chunks: Sequence[bytes | memoryview], keep: int) -> list[bytes | memoryview]:
     """The first ``keep`` bytes of ``chunks``."""
-    out = []
+    out: list[bytes | memoryview] = []
     for chunk in chunks:
         if keep <= 0:
             break
@@ -175,6 +184,17 @@ def _cut(chunks: list[bytes], keep: int) -> list[bytes]:
 
 class _Stalled(Exception):
     pass
+
+
+class _Line:
+    """A worker's plain connection, kept alive from one answer to its next request."""
+
+    conn: PlainConnection | None = None
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 class _NoRanges(DownloadError):
@@ -204,6 +224,9 @@ class _Download:
         self.url = url
         # For messages: a presigned URL's query is a credential (exceptions get logged).
         self.where = str(URL(url).with_user(None).with_query(None).with_fragment(None))
+        self._url = URL(url)
+        # The plain path for the ranged GETs after the first (see the module's text).
+        self._plain = http.plain_ok(self._url)
         self.key = key or url
         self.expected = expected
         self.dest = dest
@@ -478,10 +501,11 @@ class _Download:
     async def _worker(self, seg: Segment | None) -> None:
         self.workers += 1
         self.peak = max(self.peak, self.workers)
+        line = _Line()
         try:
             async with self.sink.writer() as writer:
                 while seg is not None:
-                    warm = await self._segment(seg, writer)
+                    warm = await self._segment(seg, writer, line)
                     if self.plan is None:
                         return  # no Range support: the one stream was everything
                     self.plan.finish(seg)
@@ -493,16 +517,17 @@ class _Download:
                         return
                     seg = self._take()
         finally:
+            line.drop()
             self.workers -= 1
 
-    async def _segment(self, seg: Segment, writer: Writer) -> bool:
+    async def _segment(self, seg: Segment, writer: Writer, line: _Line) -> bool:
         """Fetch ``seg`` to its end, with retries; True if the connection stays open."""
         failures = 0
         warm = False
         while seg.pos < seg.end:
             before = seg.pos
             try:
-                warm = await self._fetch(seg, writer)
+                warm = await self._fetch(seg, writer, line)
             except (TransportError, ServerError, TooManyRequests, ProtocolError, _Stalled) as exc:
                 if seg.pos > before:
                     failures = 0
@@ -516,7 +541,7 @@ class _Download:
                 await anyio.sleep(self.http.retry.delay(failures, retry_after_of(exc)))
         return warm
 
-    async def _fetch(self, seg: Segment, writer: Writer) -> bool:
+    async def _fetch(self, seg: Segment, writer: Writer, line: _Line) -> bool:
         """One GET of ``seg`` from its position; writes what arrives, checked. True if
         the answer was read to its end (its connection stays open for the next)."""
         # (Without Range and Content-Length the size stays unknown after the first
@@ -532,6 +557,13 @@ class _Download:
             # Resuming bytes of an earlier run: only if the remote is still that version.
             # (Within one run every answer's validators are compared with the first's.)
             headers["If-Range"] = validator
+        if self._plain and self.remote.ranges and not probing:
+            try:
+                warm = await self._fetch_plain(seg, writer, line, headers)
+            except RangeNotSatisfiable as exc:
+                raise self._changed_size(f"416 for bytes {seg.pos}-") from exc
+            if warm is not None:
+                return warm
         stall = self.config.stall_timeout
         # The stall watch starts with the answer: until then the connect and read
         # timeouts apply, and a Retry-After wait inside send() is no stall.
@@ -561,6 +593,131 @@ class _Download:
                 raise self._changed_size(f"416 for bytes {seg.pos}-") from exc
         raise _Stalled(f"{self.name}: no byte for {stall:.0f} s at offset {seg.pos}")
 
+    async def _fetch_plain(
+        self, seg: Segment, writer: Writer, line: _Line, headers: dict[str, str]
+    ) -> bool | None:
+        """``_fetch`` on the plain path: the same checks, the body received straight
+        into one block buffer. None when the answer is not a plain 206: the caller then
+        asks again the one HTTP way, which deals with it."""
+        stall = self.config.stall_timeout
+        conn, line.conn = line.conn, None  # back only if its answer is read to the end
+        with anyio.CancelScope() as scope:
+            asked = anyio.current_time()
+            conn, answer = await self.http.plain_get(conn, self._url, headers)
+            try:
+                if answer.status in (416, 429) or answer.status >= 500:
+                    # As the one path would (after its own retries): the error, whose
+                    # Retry-After the segment's retry honours.
+                    raise await self.http.plain_error(conn, answer, self._url)
+                if not answer.plain and answer.status != 200:  # (a 200 is _check's)
+                    # A redirect, a 401 (a refresh), another error, a chunked body: ask
+                    # again the one way, which deals with it; after a 401 only that request.
+                    self._plain = answer.status == 401
+                    log.debug(
+                        "%s: a %d answer, asked again with aiohttp", self.where, answer.status
+                    )
+                    return None
+                now = anyio.current_time()
+                seg.answered(now)
+                scope.deadline = now + stall
+                self._check(seg, answer)
+                if not self._fanned and self.plan is not None:  # a resume's first
+                    self._fan_out(self._connections(conn.round_trip or now - asked))
+                done = await self._read_plain(seg, conn, answer, writer, scope, stall)
+                if done and answer.keep_alive:
+                    line.conn, conn = conn, None
+                return done
+            finally:
+                if conn is not None:
+                    conn.close()
+        raise _Stalled(f"{self.name}: no byte for {stall:.0f} s at offset {seg.pos}")
+
+    async def _read_plain(
+        self,
+        seg: Segment,
+        conn: PlainConnection,
+        answer: PlainAnswer,
+        writer: Writer,
+        scope: anyio.CancelScope,
+        stall: float,
+    ) -> bool:
+        """Receive a plain answer's body into one buffer, written out each time it is
+        full. True if the answer was read to its end."""
+        assert answer.content_length is not None
+        block = max(self.config.block_size, len(answer.rest))
+        buf = memoryview(bytearray(block))
+        left = answer.content_length  # bytes of this answer not yet in ``buf``
+        n = min(len(answer.rest), left, seg.end - seg.pos)
+        buf[:n] = answer.rest[:n]
+        left -= n
+        seg.ahead = n
+        rearm = 0.0
+        try:
+            while left > 0 and seg.pos + n < seg.end:  # the end moves when a split takes the tail
+                want = min(block - n, left, seg.end - seg.pos - n)
+                try:
+                    got = await conn.read_into(buf[n : n + want])
+                except OSError as exc:
+                    got, broke = 0, f"{type(exc).__name__}: {exc}"
+                else:
+                    broke = "the server closed the connection"
+                if not got:
+                    if n:
+                        await self._commit(seg, writer, [buf[:n]], n, scope, stall)
+                    raise TransportError(
+                        f"GET {self.where}: the body broke off at byte {seg.pos}: {broke}"
+                    )
+                n += got
+                left -= got
+                seg.ahead = n
+                now = time.monotonic()
+                if now >= rearm:  # moving the deadline costs a timer: not for every read
+                    scope.deadline = anyio.current_time() + stall
+                    rearm = now + stall / 8
+                if n == block:
+                    await self._commit(seg, writer, [buf[:n]], n, scope, stall)
+                    n = 0
+            if n:
+                await self._commit(seg, writer, [buf[:n]], n, scope, stall)
+        finally:
+            seg.ahead = 0  # bytes not written are not received: a retry fetches them
+        if seg.pos < seg.end:
+            raise TransportError(
+                f"GET {self.where}: the answer ended at byte {seg.pos}, {seg.end - seg.pos} short"
+            )
+        return left == 0
+
+    async def _commit(
+        self,
+        seg: Segment,
+        writer: Writer,
+        chunks: Sequence[bytes | memoryview],
+        size: int,
+        scope: anyio.CancelScope,
+        stall: float,
+    ) -> None:
+        """Write ``size`` received bytes at ``seg.pos``, then count them."""
+        over = seg.pos + size - seg.end
+        if over > 0:
+            # take() leaves received bytes alone (seg.ahead), so this is a guard: bytes
+            # past the end are another connection's, never written or counted here.
+            size = max(0, size - over)
+            chunks, seg.ahead = _cut(chunks, size), size
+        if self.throttle is not None:
+            scope.deadline = math.inf  # waiting for the bandwidth limit is no stall
+            await self.throttle.take(size)
+        written = await writer.write(seg.pos, chunks)
+        scope.deadline = anyio.current_time() + stall  # a throttled wait is no stall
+        seg.pos += written
+        seg.ahead = 0
+        self._written.set()
+        if self.remote.ranges:
+            self.tracker.add(written)  # with Range every byte is written once
+        elif seg.pos > self._high:  # one stream that may have started over
+            self.tracker.add(seg.pos - self._high)
+            self._high = seg.pos
+        await self._save()
+
     async def _probe_answer(
         self, seg: Segment, resp: aiohttp.ClientResponse, latency: float
     ) -> None:
@@ -588,7 +745,7 @@ class _Download:
             "were expected; download it again, or use on_change='restart'"
         )
 
-    def _pin(self, resp: aiohttp.ClientResponse) -> None:
+    def _pin(self, resp: aiohttp.ClientResponse | PlainAnswer) -> None:
         """Never mix two versions in one file (a server may ignore If-Range, or not be
         asked): an answer must name the version of the first answer (or the record).
         The strong ETag decides (another one, even weak, is another version); only
@@ -608,7 +765,7 @@ class _Download:
             "on_change='restart'"
         )
 
-    def _check(self, seg: Segment, resp: aiohttp.ClientResponse) -> None:
+    def _check(self, seg: Segment, resp: aiohttp.ClientResponse | PlainAnswer) -> None:
         if resp.status == 200 and not self.remote.ranges:
             # No Range support: the stream starts over at byte 0 (the bytes up to the
             # furthest ever written are not counted again), if the remote is the same.
@@ -664,31 +821,12 @@ class _Download:
         block = self.config.block_size
         pending: list[bytes] = []
         size = 0
-        tracker = self.tracker
         rearm = 0.0
 
         async def flush() -> None:
             nonlocal pending, size
-            over = seg.pos + size - seg.end
-            if over > 0:
-                # take() leaves received bytes alone (seg.ahead), so this is a guard: bytes
-                # past the end are another connection's, never written or counted here.
-                size = max(0, size - over)
-                pending, seg.ahead = _cut(pending, size), size
-            if self.throttle is not None:
-                scope.deadline = math.inf  # waiting for the bandwidth limit is no stall
-                await self.throttle.take(size)
-            written = await writer.write(seg.pos, pending)
-            scope.deadline = anyio.current_time() + stall  # a throttled wait is no stall
-            seg.pos += written
-            pending, size, seg.ahead = [], 0, 0
-            self._written.set()
-            if self.remote.ranges:
-                tracker.add(written)  # with Range every byte is written once
-            elif seg.pos > self._high:  # one stream that may have started over
-                tracker.add(seg.pos - self._high)
-                self._high = seg.pos
-            await self._save()
+            await self._commit(seg, writer, pending, size, scope, stall)
+            pending, size = [], 0
 
         try:
             while seg.pos + size < seg.end:
@@ -729,7 +867,7 @@ class _Download:
             seg.ahead = 0  # bytes not written are not received: a retry fetches them
         if seg.end == UNKNOWN_END:
             seg.end = seg.pos  # the one stream of a server without Range: it is all there
-            self.remote.size = tracker.total = seg.pos
+            self.remote.size = self.tracker.total = seg.pos
         elif seg.pos < seg.end:
             raise TransportError(
                 f"GET {self.where}: the answer ended at byte {seg.pos}, {seg.end - seg.pos} short"

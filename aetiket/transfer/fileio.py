@@ -21,7 +21,7 @@ import io
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -532,7 +532,7 @@ class Sink:
         await anyio.to_thread.run_sync(lambda: self.part.unlink(missing_ok=True))
 
 
-def _pwrite_all(fd: int, chunks: list[bytes], pos: int) -> int:
+def _pwrite_all(fd: int, chunks: Sequence[bytes | memoryview], pos: int) -> int:
     """Write ``chunks`` at ``pos`` with as few syscalls as the OS allows; no joining."""
     total = sum(len(c) for c in chunks)
     if not hasattr(os, "pwritev"):
@@ -563,7 +563,7 @@ class Writer:
     def __init__(self, handle: Any) -> None:
         self._fd: int = handle.fileno()
 
-    async def write(self, offset: int, chunks: list[bytes]) -> int:
+    async def write(self, offset: int, chunks: Sequence[bytes | memoryview]) -> int:
         """Write ``chunks`` one after the other from ``offset``; returns the byte count.
 
         Shielded: a cancelled await would return while the write still runs in its
