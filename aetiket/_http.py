@@ -320,7 +320,7 @@ class PlainConnection:
         while True:
             n = await self.read_into(memoryview(buf))
             if not n:
-                raise ConnectionResetError(None, "closed before an answer")
+                raise ConnectionResetError("the connection closed before an answer")
             start = max(0, len(got) - 3)
             got += buf[:n]
             end = got.find(b"\r\n\r\n", start)
@@ -729,6 +729,7 @@ class HttpCore:
                     netloc = host if url.explicit_port is None else f"{host}:{port}"
                     if ":" in host:  # an IPv6 literal
                         netloc = f"[{host}]" if url.explicit_port is None else f"[{host}]:{port}"
+                    log.debug("GET %s: a new plain connection", netloc)
                     return PlainConnection(sock, netloc)
         except TimeoutError as exc:
             raise ConnectError(f"{where}: cannot connect to {host}:{port} (timed out)") from exc

@@ -39,6 +39,8 @@ rule per request. A ``Fault``'s fields combine; those that do something:
   Content-Range, ETag). Framing follows the upstream's headers, whatever is rewritten.
 * ``truncate_after=N``: send at most N bytes of the response body, then close.
 * ``stall=(N, seconds)``: pause the response body for ``seconds`` after N bytes.
+* ``close_after``: send the whole answer, then close the client's connection (a FIN, and
+  no ``Connection: close`` before it: a server whose keep-alive timeout ran out).
 
 Body byte counts are the bytes on the wire after the head (chunk framing included).
 Observations: ``seen`` / ``forwarded`` count requests per ``(method, path)`` (arrived at
@@ -94,6 +96,7 @@ class Fault:
     set_headers: Mapping[str, HeaderChange] = dataclasses.field(default_factory=dict)
     truncate_after: int | None = None
     stall: tuple[int, float] | None = None
+    close_after: bool = False
 
     def __str__(self) -> str:
         """The fields that do something, e.g. ``answer=503 delay=2.0`` (for the log)."""
@@ -558,6 +561,9 @@ class FaultProxy:
             if fault.truncate_after is not None:
                 raise _Cut
         except _Cut:
+            await _close(cwriter)
+            return False
+        if fault.close_after:
             await _close(cwriter)
             return False
         if rframing == "eof" or _closes(rversion, rheaders):

@@ -741,6 +741,88 @@ async def test_a_clients_bandwidth_limit_holds_for_its_transfers_together(env: E
         assert hashlib.sha256(data).hexdigest() == blob.sha256
 
 
+# ---------------------------------------------------------------------------- the plain path
+# Ranged GETs to a plain http origin take _http.PlainConnection (see download.py).
+
+PLAIN_OPENED = "a new plain connection"
+
+
+def plain_opened(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(PLAIN_OPENED in r.getMessage() for r in caplog.records)
+
+
+def content_gets(proxy: FaultProxy) -> list[int | None]:
+    return [e.status for e in proxy.log if e.method == "GET" and e.path.startswith(CONTENT)]
+
+
+@bounded(30)
+async def test_the_plain_path_keeps_its_connections_alive(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    blob = await env.blob(5 * STRIPE, seed=30)
+    dest = env.tmp / "out.bin"
+    caplog.set_level("DEBUG", logger="aetiket")
+    async with FaultProxy(env.server.url) as proxy, env.client(proxy.url) as client:
+        result = await client.download(env.scope, blob.uid, dest, parallel=2)
+    assert result.sha256 == blob.sha256 == sha256_of(dest)
+    assert content_gets(proxy) == [206] * 5  # stripes, two connections taking them in turn
+    assert plain_opened(caplog) == 2
+    assert proxy.connections == 3  # and the file record's
+
+
+@bounded(30)
+async def test_a_kept_alive_connection_the_server_closed_is_no_failure(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server whose keep-alive timeout ran out between two answers: the next request
+    meets a closed connection. Asked again at once on a new one, that is no failure
+    (none is allowed here)."""
+    blob = await env.blob(5 * STRIPE, seed=31)
+    dest = env.tmp / "out.bin"
+    caplog.set_level("DEBUG", logger="aetiket")
+    async with (
+        FaultProxy(env.server.url) as proxy,
+        env.client(proxy.url, max_retries=0) as client,
+    ):
+        proxy.add(Fault(close_after=True), method="GET", path=CONTENT)
+        result = await client.download(env.scope, blob.uid, dest, parallel=2)
+    assert result.sha256 == blob.sha256 == sha256_of(dest)
+    assert content_gets(proxy) == [206] * 5
+    assert plain_opened(caplog) == 5
+
+
+@bounded(30)
+async def test_a_redirect_on_the_plain_path_sends_the_rest_the_one_way(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    blob = await env.blob(5 * STRIPE, seed=32)
+    dest = env.tmp / "out.bin"
+    caplog.set_level("DEBUG", logger="aetiket")
+    async with FaultProxy(env.server.url) as proxy, env.client(proxy.url) as client:
+        here = f"{CONTENT}{env.scope}/{blob.uid}"
+        proxy.add(Fault(answer=307, answer_headers={"Location": here}), path=here, nth=2)
+        result = await client.download(env.scope, blob.uid, dest, parallel=1)
+    assert result.sha256 == blob.sha256 == sha256_of(dest)
+    assert content_gets(proxy) == [206, 307, 206, 206, 206, 206]  # asked again at once
+    assert plain_opened(caplog) == 1
+    assert sum("asked again with aiohttp" in r.getMessage() for r in caplog.records) == 1
+
+
+@bounded(30)
+async def test_a_503_on_the_plain_path_waits_its_retry_after(env: Env) -> None:
+    """Not asked again at once by the one path: the segment's retry waits."""
+    blob = await env.blob(2 * STRIPE, seed=33)
+    dest = env.tmp / "out.bin"
+    async with FaultProxy(env.server.url) as proxy, env.client(proxy.url) as client:
+        proxy.add(Fault(answer=503, answer_headers={"Retry-After": "2"}), path=CONTENT, times=1)
+        started = time.monotonic()
+        result = await client.download(env.scope, blob.uid, dest, parallel=1)
+        elapsed = time.monotonic() - started
+    assert result.sha256 == blob.sha256 == sha256_of(dest)
+    assert content_gets(proxy) == [503, 206, 206]
+    assert elapsed >= 1.9, f"asked again after {elapsed:.1f} s, Retry-After said 2"
+
+
 # ---------------------------------------------------------------------------- kill and cancel
 
 
