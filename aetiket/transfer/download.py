@@ -84,6 +84,11 @@ FAR_CONNECTIONS = 16
 SPLIT_AFTER = 4
 #: Near a server, with a hash to check: the connections take stripes this large in order.
 STRIPE = 8 * 1024 * 1024
+#: The plain path's receive buffers: each connection's is up to PLAIN_BLOCK (every
+#: block written costs a thread hop, which near a server costs more CPU than the copy),
+#: all together within PLAIN_BUFFERS, and never under ``block_size``.
+PLAIN_BLOCK = 4 * 1024 * 1024
+PLAIN_BUFFERS = 32 * 1024 * 1024
 #: How many times ``on_change="restart"`` starts over before giving up.
 RESTARTS = 3
 #: The hash follows the written bytes in steps of at least this much.
@@ -187,9 +192,12 @@ class _Stalled(Exception):
 
 
 class _Line:
-    """A worker's plain connection, kept alive from one answer to its next request."""
+    """A worker's plain connection, kept alive from one answer to its next request, and
+    its receive buffer (made once: a fresh one per answer would be fresh pages to fault
+    in each time)."""
 
     conn: PlainConnection | None = None
+    buf: memoryview | None = None
 
     def drop(self) -> None:
         if self.conn is not None:
@@ -227,6 +235,7 @@ class _Download:
         self._url = URL(url)
         # The plain path for the ranged GETs after the first (see the module's text).
         self._plain = http.plain_ok(self._url)
+        self._plain_block = max(config.block_size, PLAIN_BUFFERS // FAR_CONNECTIONS)
         self.key = key or url
         self.expected = expected
         self.dest = dest
@@ -471,8 +480,11 @@ class _Download:
         """How many connections: ``parallel``, or by the server's round trip."""
         self.latency = latency
         if self.parallel is not None:
-            return self.parallel
-        return FAR_CONNECTIONS if latency >= NEAR else NEAR_CONNECTIONS
+            count = self.parallel
+        else:
+            count = FAR_CONNECTIONS if latency >= NEAR else NEAR_CONNECTIONS
+        self._plain_block = max(self.config.block_size, min(PLAIN_BLOCK, PLAIN_BUFFERS // count))
+        return count
 
     def _fan_out(self, count: int) -> None:
         """Start connections up to ``count`` on equal shares of what is left, or, near a
@@ -623,7 +635,9 @@ class _Download:
                 self._check(seg, answer)
                 if not self._fanned and self.plan is not None:  # a resume's first
                     self._fan_out(self._connections(conn.round_trip or now - asked))
-                done = await self._read_plain(seg, conn, answer, writer, scope, stall)
+                if line.buf is None:
+                    line.buf = memoryview(bytearray(self._plain_block))
+                done = await self._read_plain(seg, conn, answer, line.buf, writer, scope, stall)
                 if done and answer.keep_alive:
                     line.conn, conn = conn, None
                 return done
@@ -637,15 +651,17 @@ class _Download:
         seg: Segment,
         conn: PlainConnection,
         answer: PlainAnswer,
+        buf: memoryview,
         writer: Writer,
         scope: anyio.CancelScope,
         stall: float,
     ) -> bool:
-        """Receive a plain answer's body into one buffer, written out each time it is
+        """Receive a plain answer's body into ``buf``, written out each time it is
         full. True if the answer was read to its end."""
         assert answer.content_length is not None
-        block = max(self.config.block_size, len(answer.rest))
-        buf = memoryview(bytearray(block))
+        if len(buf) < len(answer.rest):  # (a head read holds at most 16 KiB of body)
+            buf = memoryview(bytearray(len(answer.rest)))
+        block = len(buf)
         left = answer.content_length  # bytes of this answer not yet in ``buf``
         n = min(len(answer.rest), left, seg.end - seg.pos)
         buf[:n] = answer.rest[:n]
