@@ -90,6 +90,9 @@ STRIPE = 8 * 1024 * 1024
 #: all together within PLAIN_BUFFERS, and never under ``block_size``.
 PLAIN_BLOCK = 4 * 1024 * 1024
 PLAIN_BUFFERS = 32 * 1024 * 1024
+#: ... but once it holds ``block_size`` it writes at least this often (seconds): on a slow
+#: link progress events and the bandwidth limit keep the step of a block.
+PLAIN_WRITE_EVERY = 0.1
 #: How many times ``on_change="restart"`` starts over before giving up.
 RESTARTS = 3
 #: The hash follows the written bytes in steps of at least this much.
@@ -658,17 +661,21 @@ class _Download:
         stall: float,
     ) -> bool:
         """Receive a plain answer's body into ``buf``, written out each time it is
-        full. True if the answer was read to its end."""
+        full (or holds a block and PLAIN_WRITE_EVERY passed). True if the answer was read
+        to its end."""
         assert answer.content_length is not None
         if len(buf) < len(answer.rest):  # (a head read holds at most 16 KiB of body)
             buf = memoryview(bytearray(len(answer.rest)))
-        block = len(buf)
+        # A bandwidth limit takes its bytes at each write: it keeps the step of a block.
+        block = len(buf) if self.throttle is None else max(self.config.block_size, len(answer.rest))
         left = answer.content_length  # bytes of this answer not yet in ``buf``
         n = min(len(answer.rest), left, seg.end - seg.pos)
         buf[:n] = answer.rest[:n]
         left -= n
         seg.ahead = n
         rearm = 0.0
+        small = self.config.block_size
+        due = time.monotonic() + PLAIN_WRITE_EVERY
         try:
             while left > 0 and seg.pos + n < seg.end:  # the end moves when a split takes the tail
                 want = min(block - n, left, seg.end - seg.pos - n)
@@ -691,9 +698,10 @@ class _Download:
                 if now >= rearm:  # moving the deadline costs a timer: not for every read
                     scope.deadline = anyio.current_time() + stall
                     rearm = now + stall / 8
-                if n == block:
+                if n == block or (n >= small and now >= due):
                     await self._commit(seg, writer, [buf[:n]], n, scope, stall)
                     n = 0
+                    due = time.monotonic() + PLAIN_WRITE_EVERY
             if n:
                 await self._commit(seg, writer, [buf[:n]], n, scope, stall)
         finally:
@@ -702,7 +710,8 @@ class _Download:
             raise TransportError(
                 f"GET {self.where}: the answer ended at byte {seg.pos}, {seg.end - seg.pos} short"
             )
-        return left == 0
+        # More bytes than announced came with the head: the connection is out of step.
+        return left == 0 and len(answer.rest) <= answer.content_length
 
     async def _commit(
         self,

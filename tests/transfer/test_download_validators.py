@@ -14,6 +14,7 @@ and headers) is the origin's own state.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email.utils
 import hashlib
@@ -24,6 +25,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import pytest
 from aiohttp import web
@@ -31,7 +33,7 @@ from aiohttp import web
 from aetiket import Client, Progress
 from aetiket._config import TransferConfig
 from aetiket.errors import AetiketError, DownloadError, RemoteChanged
-from aetiket.transfer.download import PROBE
+from aetiket.transfer.download import PLAIN_BLOCK, PROBE
 from tests.faultproxy import Fault, FaultProxy
 
 pytestmark = [
@@ -229,21 +231,36 @@ async def test_a_server_without_range_sending_another_file_on_the_retry(
 # ---------------------------------------------------------------------------- splits
 
 
-async def test_a_split_never_writes_or_counts_a_byte_twice(origin: Origin, tmp_path: Path) -> None:
-    """segment_size far below block_size: a connection holds up to a block received but
-    not yet written. The second connection stalls with 3/4 of a block held; the first
-    one, idle, takes half of what is left of it. That half must start after the held
-    bytes (they were written twice and counted twice: progress past the size)."""
-    v = version(PROBE + 2 * MiB, seed=4, etag='"s"')
+@pytest.mark.parametrize("path", ["aiohttp", "plain"])
+async def test_a_split_never_writes_or_counts_a_byte_twice(
+    origin: Origin, tmp_path: Path, path: str
+) -> None:
+    """segment_size far below the write size: a connection holds bytes received but not
+    yet written. The second connection stalls with one write done and 3/4 MiB held; the
+    first one, idle, takes half of what is left of it. That half must start after the
+    held bytes (they were written twice and counted twice: progress past the size).
+    On the aiohttp path a write is a block (1 MiB here), on the plain path (a client
+    with its own connector never takes it) a buffer of PLAIN_BLOCK."""
+    written = MiB if path == "aiohttp" else PLAIN_BLOCK
+    held = written + 3 * MiB // 4
+    v = version(PROBE + written + MiB, seed=4, etag='"s"')
     origin.versions = [v]
     dest = tmp_path / "out.bin"
     events: list[Progress] = []
+    config = TransferConfig(block_size=MiB)
+    connector = aiohttp.TCPConnector() if path == "aiohttp" else None
     with anyio.fail_after(30):
-        async with FaultProxy(origin.url) as proxy, client(block_size=MiB) as c:
+        async with (
+            FaultProxy(origin.url) as proxy,
+            Client("http://127.0.0.1:1", transfer=config, connector=connector) as c,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            if connector is not None:
+                stack.push_async_callback(connector.close)  # the caller's to close
             # The probe waits near its end so that the second connection is stalled
-            # (1 MiB written, 3/4 MiB held) when the probe's connection looks for work.
+            # (one write done, 3/4 MiB held) when the probe's connection looks for work.
             proxy.add(Fault(stall=(3 * MiB, 0.5)), method="GET", path=PATH, nth=1)
-            proxy.add(Fault(stall=(MiB + 3 * MiB // 4, 2.0)), method="GET", path=PATH, nth=2)
+            proxy.add(Fault(stall=(held, 2.0)), method="GET", path=PATH, nth=2)
             result = await c.download_url(
                 f"{proxy.url}{PATH}",
                 dest,
@@ -258,7 +275,7 @@ async def test_a_split_never_writes_or_counts_a_byte_twice(origin: Origin, tmp_p
     # The probe, the second share, then splits of the stalled one (while it is held,
     # the first connection may take half of what is left twice), all after its bytes.
     assert starts[:2] == [0, PROBE] and len(starts) >= 3, starts
-    assert min(starts[2:]) >= PROBE + MiB + 3 * MiB // 4, starts
+    assert min(starts[2:]) >= PROBE + held, starts
 
 
 # ---------------------------------------------------------------------------- validators
