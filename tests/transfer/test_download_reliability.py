@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -755,16 +755,31 @@ def content_gets(proxy: FaultProxy) -> list[int | None]:
     return [e.status for e in proxy.log if e.method == "GET" and e.path.startswith(CONTENT)]
 
 
+async def plain_download(
+    env: Env,
+    caplog: pytest.LogCaptureFixture,
+    *,
+    seed: int,
+    parallel: int,
+    faults: Callable[[FaultProxy, Blob], object] = lambda proxy, blob: None,
+    **transfer: Any,
+) -> FaultProxy:
+    """Download a blob of 5 stripes through a proxy given ``faults``; checks the bytes."""
+    blob = await env.blob(5 * STRIPE, seed=seed)
+    dest = env.tmp / "out.bin"
+    caplog.set_level("DEBUG", logger="aetiket")
+    async with FaultProxy(env.server.url) as proxy, env.client(proxy.url, **transfer) as client:
+        faults(proxy, blob)
+        result = await client.download(env.scope, blob.uid, dest, parallel=parallel)
+    assert result.sha256 == blob.sha256 == sha256_of(dest)
+    return proxy
+
+
 @bounded(30)
 async def test_the_plain_path_keeps_its_connections_alive(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    blob = await env.blob(5 * STRIPE, seed=30)
-    dest = env.tmp / "out.bin"
-    caplog.set_level("DEBUG", logger="aetiket")
-    async with FaultProxy(env.server.url) as proxy, env.client(proxy.url) as client:
-        result = await client.download(env.scope, blob.uid, dest, parallel=2)
-    assert result.sha256 == blob.sha256 == sha256_of(dest)
+    proxy = await plain_download(env, caplog, seed=30, parallel=2)
     assert content_gets(proxy) == [206] * 5  # stripes, two connections taking them in turn
     assert plain_opened(caplog) == 2
     assert proxy.connections == 3  # and the file record's
@@ -777,16 +792,13 @@ async def test_a_kept_alive_connection_the_server_closed_is_no_failure(
     """A server whose keep-alive timeout ran out between two answers: the next request
     meets a closed connection. Asked again at once on a new one, that is no failure
     (none is allowed here)."""
-    blob = await env.blob(5 * STRIPE, seed=31)
-    dest = env.tmp / "out.bin"
-    caplog.set_level("DEBUG", logger="aetiket")
-    async with (
-        FaultProxy(env.server.url) as proxy,
-        env.client(proxy.url, max_retries=0) as client,
-    ):
+
+    def close_after(proxy: FaultProxy, blob: Blob) -> None:
         proxy.add(Fault(close_after=True), method="GET", path=CONTENT)
-        result = await client.download(env.scope, blob.uid, dest, parallel=2)
-    assert result.sha256 == blob.sha256 == sha256_of(dest)
+
+    proxy = await plain_download(
+        env, caplog, seed=31, parallel=2, faults=close_after, max_retries=0
+    )
     assert content_gets(proxy) == [206] * 5
     assert plain_opened(caplog) == 5
 
@@ -795,14 +807,11 @@ async def test_a_kept_alive_connection_the_server_closed_is_no_failure(
 async def test_a_redirect_on_the_plain_path_sends_the_rest_the_one_way(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    blob = await env.blob(5 * STRIPE, seed=32)
-    dest = env.tmp / "out.bin"
-    caplog.set_level("DEBUG", logger="aetiket")
-    async with FaultProxy(env.server.url) as proxy, env.client(proxy.url) as client:
+    def redirect(proxy: FaultProxy, blob: Blob) -> None:
         here = f"{CONTENT}{env.scope}/{blob.uid}"
         proxy.add(Fault(answer=307, answer_headers={"Location": here}), path=here, nth=2)
-        result = await client.download(env.scope, blob.uid, dest, parallel=1)
-    assert result.sha256 == blob.sha256 == sha256_of(dest)
+
+    proxy = await plain_download(env, caplog, seed=32, parallel=1, faults=redirect)
     assert content_gets(proxy) == [206, 307, 206, 206, 206, 206]  # asked again at once
     assert plain_opened(caplog) == 1
     assert sum("asked again with aiohttp" in r.getMessage() for r in caplog.records) == 1
