@@ -189,6 +189,9 @@ _MAX_HEAD = 64 * 1024
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?", re.ASCII)
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+#: The blank line that ends a head: CRLF, or a bare LF (RFC 9112 2.2 lets a recipient
+#: take one; aiohttp does), so that such a head is not read on into its body.
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,9 +326,9 @@ class PlainConnection:
                 raise ConnectionResetError("the connection closed before an answer")
             start = max(0, len(got) - 3)
             got += buf[:n]
-            end = got.find(b"\r\n\r\n", start)
-            if end >= 0:
-                return bytes(got[:end]), bytes(got[end + 4 :])
+            end = _HEAD_END.search(got, start)
+            if end is not None:
+                return bytes(got[: end.start()]), bytes(got[end.end() :])
             if len(got) > _MAX_HEAD:
                 raise ProtocolError(f"GET {self._host}: an answer head over {_MAX_HEAD} bytes")
 

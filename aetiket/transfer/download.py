@@ -619,7 +619,14 @@ class _Download:
         conn, line.conn = line.conn, None  # back only if its answer is read to the end
         with anyio.CancelScope() as scope:
             asked = anyio.current_time()
-            conn, answer = await self.http.plain_get(conn, self._url, headers)
+            try:
+                conn, answer = await self.http.plain_get(conn, self._url, headers)
+            except ProtocolError as exc:
+                # A head this strict reader does not take (a folded line, bare LFs, a
+                # control byte...) but aiohttp may: the rest of the download goes that way.
+                self._plain = False
+                log.debug("%s: %s; asked again with aiohttp", self.where, exc)
+                return None
             try:
                 if answer.status in (416, 429) or answer.status >= 500:
                     # As the one path would (after its own retries): the error, whose

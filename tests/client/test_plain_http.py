@@ -240,3 +240,25 @@ async def test_a_header_with_a_line_break_is_refused(
     theirs.setblocking(False)
     with pytest.raises(BlockingIOError):
         theirs.recv(1)  # nothing was sent
+
+
+@pytest.mark.anyio
+async def test_a_head_of_bare_lfs_ends_at_its_blank_line(
+    pair: tuple[PlainConnection, socket.socket],
+) -> None:
+    """RFC 9112 2.2 lets a recipient take a bare LF as a line end (aiohttp does): such a
+    head ends at its blank line, not somewhere in the body or never (a kept-alive
+    connection with a short body would wait out the read timeout)."""
+    conn, theirs = pair
+
+    async def serve() -> None:
+        await anyio.to_thread.run_sync(request_of, theirs)
+        theirs.sendall(
+            b"HTTP/1.1 206 Partial Content\nContent-Range: bytes 0-9/10\n"
+            b"Content-Length: 10\n\n0123456789"
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(serve)
+        with anyio.fail_after(5), pytest.raises(ProtocolError):  # (taken by aiohttp then)
+            await conn.get("/f", {})
