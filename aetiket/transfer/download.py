@@ -48,7 +48,14 @@ import msgspec
 from yarl import URL
 
 from .._config import DEFAULT_TRANSFER, TransferConfig
-from .._http import HttpCore, PlainAnswer, PlainConnection, retry_after_of, round_trip
+from .._http import (
+    HttpCore,
+    PlainAnswer,
+    PlainConnection,
+    retry_after,
+    retry_after_of,
+    round_trip,
+)
 from ..errors import (
     ChecksumMismatch,
     DownloadError,
@@ -627,7 +634,25 @@ class _Download:
                 self._plain = False
                 log.debug("%s: %s; asked again with aiohttp", self.where, exc)
                 return None
+            except TransportError as exc:
+                if self.http.retry.max_attempts < 2:
+                    raise
+                # The one path tries a GET again (RetryPolicy) before the segment counts a
+                # failure: after the first wait, this request is its to retry.
+                log.debug("%s: %s; asked again with aiohttp", self.where, exc)
+                await anyio.sleep(self.http.retry.delay(1))
+                return None
             try:
+                if answer.status in self.http.retry.statuses and self.http.retry.max_attempts > 1:
+                    # As a failed connection above: the wait (Retry-After), then the one
+                    # path's retries.
+                    wait = self.http.retry.delay(1, retry_after(answer.headers.get("Retry-After")))
+                    conn.close()
+                    log.debug(
+                        "%s: a %d answer, asked again with aiohttp", self.where, answer.status
+                    )
+                    await anyio.sleep(wait)
+                    return None
                 if answer.status in (416, 429) or answer.status >= 500:
                     # As the one path would (after its own retries): the error, whose
                     # Retry-After the segment's retry honours.

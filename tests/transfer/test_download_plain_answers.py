@@ -40,10 +40,14 @@ class RangeServer:
     """Serves ``DATA`` at any path with Range and keep-alive; answers after the first
     have their head written by ``style`` (the lines, without line ends)."""
 
-    def __init__(self, style: Style, status: int = 206, lead: bytes = b"") -> None:
+    def __init__(
+        self, style: Style = crlf, lead: bytes = b"", faults: dict[int, str] | None = None
+    ) -> None:
         self.style = style
-        self.status = status
         self.lead = lead  # sent before the head of every answer after the first
+        # By request (from 1): "503" (with Retry-After: 0), or "close" (no answer).
+        self.faults = faults or {}
+        self.requests = 0
         self.answers: list[int] = []
         self.url = ""
 
@@ -51,6 +55,16 @@ class RangeServer:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                self.requests += 1
+                fault = self.faults.get(self.requests)
+                if fault == "close":
+                    break
+                if fault == "503":
+                    writer.write(
+                        crlf([b"HTTP/1.1 503 Busy", b"Retry-After: 0", b"Content-Length: 0"])
+                    )
+                    await writer.drain()
+                    continue
                 match = re.search(rb"\r\nRange: bytes=(\d+)-(\d*)\r\n", head, re.IGNORECASE)
                 start = int(match[1]) if match else 0
                 end = int(match[2]) + 1 if match and match[2] else len(DATA)
@@ -84,11 +98,11 @@ class RangeServer:
                 server.close_clients()  # type: ignore[attr-defined]
 
 
-def client(url: str, tmp: Path, **transfer: object) -> Client:
+def client(url: str, tmp: Path, attempts: int = 2, **transfer: object) -> Client:
     return Client(
         url,
         timeouts=Timeouts(connect=5, read=5),
-        retry=RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_max=0.05),
+        retry=RetryPolicy(max_attempts=attempts, backoff_base=0.01, backoff_max=0.05),
         transfer=TransferConfig(resume_dir=tmp / "resume", **transfer),  # type: ignore[arg-type]
         trust_env=False,
     )
@@ -115,8 +129,25 @@ def control_byte(lines: list[bytes]) -> bytes:
 async def test_an_answer_aiohttp_reads_is_read(tmp_path: Path, style: Style, lead: bytes) -> None:
     dest = tmp_path / "out.bin"
     async with (
-        RangeServer(style, lead=lead).run() as server,
+        RangeServer(style, lead).run() as server,
         client(server.url, tmp_path, max_retries=1) as c,
+    ):
+        result = await c.download_url(f"{server.url}/f", dest, parallel=1, sha256=SHA256)
+    assert result.sha256 == SHA256
+    assert dest.read_bytes() == DATA
+
+
+@bounded(30)
+@pytest.mark.parametrize("fault", ["503", "close"])
+async def test_a_request_is_retried_as_on_the_one_path(tmp_path: Path, fault: str) -> None:
+    """The one path tries a GET ``RetryPolicy.max_attempts`` times (after a 503, 429,
+    502, 504 or a failed connection) before the segment counts one failure: so does the
+    plain path. Here 3 failures in a row, 5 attempts, no segment retry."""
+    dest = tmp_path / "out.bin"
+    faults = dict.fromkeys((2, 3, 4), fault)  # the GETs after the probe's
+    async with (
+        RangeServer(faults=faults).run() as server,
+        client(server.url, tmp_path, attempts=5, max_retries=0) as c,
     ):
         result = await c.download_url(f"{server.url}/f", dest, parallel=1, sha256=SHA256)
     assert result.sha256 == SHA256
