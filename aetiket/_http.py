@@ -278,7 +278,8 @@ class PlainConnection:
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise ValueError(f"header {name!r}: line breaks are not allowed")
             lines.append(f"{name}: {value}")
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # UTF-8, as aiohttp sends them (a value beyond latin-1 is no error there).
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode()
         reused, self.used = self.used, True
         try:
             await self._send_all(request)

@@ -262,3 +262,21 @@ async def test_a_head_of_bare_lfs_ends_at_its_blank_line(
         tg.start_soon(serve)
         with anyio.fail_after(5), pytest.raises(ProtocolError):  # (taken by aiohttp then)
             await conn.get("/f", {})
+
+
+@pytest.mark.anyio
+async def test_a_header_value_beyond_latin_1_is_sent_as_utf_8(
+    pair: tuple[PlainConnection, socket.socket],
+) -> None:
+    conn, theirs = pair
+    got: list[bytes] = []
+
+    async def serve() -> None:
+        got.append(await anyio.to_thread.run_sync(request_of, theirs))
+        theirs.sendall(b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\n\r\n")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(serve)
+        with anyio.fail_after(5):
+            await conn.get("/f", {"X-Name": "日本"})
+    assert "X-Name: 日本\r\n".encode() in got[0]  # as aiohttp sends it

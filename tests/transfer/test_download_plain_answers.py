@@ -152,3 +152,19 @@ async def test_a_request_is_retried_as_on_the_one_path(tmp_path: Path, fault: st
         result = await c.download_url(f"{server.url}/f", dest, parallel=1, sha256=SHA256)
     assert result.sha256 == SHA256
     assert dest.read_bytes() == DATA
+
+
+@bounded(30)
+async def test_a_client_header_beyond_latin_1_goes_as_aiohttp_sends_it(tmp_path: Path) -> None:
+    """aiohttp sends header values as UTF-8; the plain path failed the download with a
+    UnicodeEncodeError at its first request."""
+    dest = tmp_path / "out.bin"
+    async with RangeServer().run() as server:
+        config = TransferConfig(resume_dir=tmp_path / "resume")
+        async with Client(
+            server.url, headers={"X-Name": "日本"}, trust_env=False, transfer=config
+        ) as c:
+            result = await c.download_url(f"{server.url}/f", dest, parallel=1, sha256=SHA256)
+    assert result.sha256 == SHA256
+    assert dest.read_bytes() == DATA
+    assert server.requests == 2  # the probe's, then the plain path's
