@@ -32,6 +32,7 @@ import enum
 import errno
 import io
 import logging
+import math
 import os
 import re
 import socket
@@ -41,7 +42,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any, TypeVar, cast
@@ -254,9 +255,15 @@ class PlainConnection:
     need any of that are for ``HttpCore.send``. Open it with ``HttpCore.open_plain``.
     """
 
-    def __init__(self, sock: socket.socket, host_header: str) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        host_header: str,
+        on_close: Callable[[], None] = lambda: None,
+    ) -> None:
         self._sock = sock
         self._host = host_header
+        self._on_close: Callable[[], None] | None = on_close
         self.used = False  # a kept-alive connection the server may have closed meanwhile
 
     def __repr__(self) -> str:
@@ -268,7 +275,11 @@ class PlainConnection:
         return _tcp_rtt(self._sock)
 
     def close(self) -> None:
+        """Close the socket and give back its place in the client's limits (once)."""
         self._sock.close()
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
 
     async def get(self, target: str, headers: Mapping[str, str]) -> PlainAnswer:
         """Send ``GET target`` with ``headers`` and read the answer's head. Raises
@@ -423,6 +434,8 @@ class HttpCore:
         # How far each origin is, from its first answer: a later transfer there plans
         # all its connections up front instead of waiting for a first answer of its own.
         self._round_trips: dict[URL, float] = {}
+        self._plain_total: anyio.CapacityLimiter | None = None
+        self._plain_hosts: dict[URL, anyio.CapacityLimiter] = {}
 
     def __repr__(self) -> str:
         return f"HttpCore(base_url={str(self.base_url)!r})"
@@ -705,7 +718,38 @@ class HttpCore:
                 raise
         raise TransportError(f"GET {url.with_query(None)}: the connection closed at once, twice")
 
+    def _plain_limiters(self, origin: URL) -> list[anyio.CapacityLimiter]:
+        """The limiters that keep plain connections within ``Limits`` (their own count:
+        aiohttp's pool does not see them), made on first use (in the event loop)."""
+        if self._plain_total is None:
+            self._plain_total = anyio.CapacityLimiter(self.limits.max_connections or math.inf)
+        if origin not in self._plain_hosts:
+            self._plain_hosts[origin] = anyio.CapacityLimiter(self.limits.max_per_host or math.inf)
+        return [self._plain_hosts[origin], self._plain_total]
+
     async def _connect_plain(self, url: URL) -> PlainConnection:
+        """A new plain connection to ``url``'s origin, once ``Limits`` leave room for it."""
+        borrower = object()
+        held: list[anyio.CapacityLimiter] = []
+
+        def release() -> None:
+            for limiter in held:
+                limiter.release_on_behalf_of(borrower)
+            held.clear()
+
+        try:
+            for limiter in self._plain_limiters(url.origin()):
+                await limiter.acquire_on_behalf_of(borrower)
+                held.append(limiter)
+            host, sock = await self._open_socket(url)
+        except BaseException:
+            release()
+            raise
+        log.debug("GET %s: a new plain connection", host)
+        return PlainConnection(sock, host, release)
+
+    async def _open_socket(self, url: URL) -> tuple[str, socket.socket]:
+        """A connected non-blocking socket to ``url``'s host, and its Host header."""
         host, port = url.raw_host or "", url.explicit_port or 80
         where = f"GET {url.with_query(None)}"
         try:
@@ -733,8 +777,7 @@ class HttpCore:
                     netloc = host if url.explicit_port is None else f"{host}:{port}"
                     if ":" in host:  # an IPv6 literal
                         netloc = f"[{host}]" if url.explicit_port is None else f"[{host}]:{port}"
-                    log.debug("GET %s: a new plain connection", netloc)
-                    return PlainConnection(sock, netloc)
+                    return netloc, sock
         except TimeoutError as exc:
             raise ConnectError(f"{where}: cannot connect to {host}:{port} (timed out)") from exc
         except OSError as exc:  # the name does not resolve

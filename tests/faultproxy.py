@@ -45,7 +45,8 @@ rule per request. A ``Fault``'s fields combine; those that do something:
 Body byte counts are the bytes on the wire after the head (chunk framing included).
 Observations: ``seen`` / ``forwarded`` count requests per ``(method, path)`` (arrived at
 the proxy / sent on upstream, ``count()`` reads them), ``bytes_up`` / ``bytes_down`` the
-body bytes forwarded each way, ``connections`` the client connections accepted, ``log``
+body bytes forwarded each way, ``connections`` the client connections accepted
+(``peak``: the most open at once), ``log``
 one ``LogEntry(method, path, status, fault, forwarded)`` per request (status: what the
 client was sent, None for a reset or cut), and each ``Rule``'s ``matched`` / ``applied``.
 Leaving the ``async with`` closes the listener and cancels and awaits every connection
@@ -329,6 +330,8 @@ class FaultProxy:
         self.bytes_up = 0
         self.bytes_down = 0
         self.connections = 0
+        self.peak = 0
+        self._open = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -440,6 +443,8 @@ class FaultProxy:
             return
         self._tasks.add(task)
         self.connections += 1
+        self._open += 1
+        self.peak = max(self.peak, self._open)
         upstream = _Upstream(*self.upstream)
         try:
             while await self._exchange(creader, cwriter, upstream):
@@ -450,6 +455,7 @@ class FaultProxy:
             for writer in (cwriter, upstream.writer):
                 if writer is not None:
                     writer.close()
+            self._open -= 1
             self._tasks.discard(task)
 
     async def _exchange(

@@ -818,6 +818,22 @@ async def test_a_redirect_on_the_plain_path_sends_the_rest_the_one_way(
 
 
 @bounded(30)
+async def test_plain_connections_keep_within_the_clients_limits(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's pool does not see them: they have their own count of Limits."""
+    blob = await env.blob(5 * STRIPE, seed=34)
+    async with FaultProxy(env.server.url) as proxy:
+        client = Client(
+            proxy.url, token=env.direct.token, limits=aetiket.Limits(max_per_host=2)
+        )
+        async with client:
+            result = await client.download(env.scope, blob.uid, env.tmp / "out.bin", parallel=4)
+    assert result.sha256 == blob.sha256 == sha256_of(env.tmp / "out.bin")
+    assert proxy.peak <= 3, proxy.peak  # 2 plain, 1 of aiohttp's pool (the file record)
+
+
+@bounded(30)
 async def test_a_503_on_the_plain_path_waits_its_retry_after(env: Env) -> None:
     """Not asked again at once by the one path: the segment's retry waits."""
     blob = await env.blob(2 * STRIPE, seed=33)
