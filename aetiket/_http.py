@@ -675,15 +675,18 @@ class HttpCore:
 
     def plain_ok(self, url: URL) -> bool:
         """Whether GETs of ``url`` may take the plain path (:class:`PlainConnection`):
-        ``http://``, no proxy, and the client's own connector (a session or connector
-        the caller gave may route or sign requests in ways only aiohttp knows)."""
+        ``http://``, no proxy, no credentials in the URL, no cookie for it, and the
+        client's own connector (a session or connector the caller gave may route or sign
+        requests in ways only aiohttp knows)."""
         return (
             url.scheme == "http"
             and url.raw_host is not None
+            and url.user is None  # (Basic auth in the URL is aiohttp's to send)
             and self._owns_session
             and self._connector is None
             and sys.platform != "win32"  # (waiting on a raw socket needs a selector loop)
             and self._proxy_for(url) is None
+            and not self.session.cookie_jar.filter_cookies(url)  # (sent by aiohttp only)
         )
 
     async def plain_get(

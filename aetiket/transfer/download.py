@@ -580,7 +580,8 @@ class _Download:
             # Resuming bytes of an earlier run: only if the remote is still that version.
             # (Within one run every answer's validators are compared with the first's.)
             headers["If-Range"] = validator
-        if self._plain and self.remote.ranges and not probing:
+        # (Asked each time: a cookie the server set meanwhile is for aiohttp to send.)
+        if self._plain and self.remote.ranges and not probing and self.http.plain_ok(self._url):
             try:
                 warm = await self._fetch_plain(seg, writer, line, headers)
             except RangeNotSatisfiable as exc:

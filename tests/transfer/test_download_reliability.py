@@ -1091,6 +1091,37 @@ async def test_the_token_never_goes_to_another_origin(
     assert sha256_of(env.tmp / "anon.bin") == digest
 
 
+@bounded(30)
+async def test_a_cookie_the_server_sets_goes_with_the_later_requests(tmp_path: Path) -> None:
+    """The plain path sends no cookies: once the server set one, aiohttp asks."""
+    data = random.Random(22).randbytes(PROBE + 4 * MiB)
+    (tmp_path / "file.bin").write_bytes(data)
+    cookies: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        cookies.append(request.cookies.get("session"))
+        response = web.FileResponse(tmp_path / "file.bin")
+        response.set_cookie("session", "s1")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/file.bin", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        # (A name: aiohttp keeps no cookie of an IP address.)
+        url = f"http://localhost:{runner.addresses[0][1]}/file.bin"
+        async with Client(url) as client:
+            await client.download_url(url, tmp_path / "out.bin", parallel=4)
+    finally:
+        await runner.cleanup()
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert cookies[0] is None and len(cookies) >= 2
+    assert cookies[1:] == ["s1"] * (len(cookies) - 1), cookies
+
+
 def test_the_child_script_is_importable() -> None:
     """download_child.py parses its arguments (a broken child would only show as a hang)."""
     proc = subprocess.run(
