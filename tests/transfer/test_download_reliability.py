@@ -818,15 +818,11 @@ async def test_a_redirect_on_the_plain_path_sends_the_rest_the_one_way(
 
 
 @bounded(30)
-async def test_plain_connections_keep_within_the_clients_limits(
-    env: Env, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_plain_connections_keep_within_the_clients_limits(env: Env) -> None:
     """aiohttp's pool does not see them: they have their own count of Limits."""
     blob = await env.blob(5 * STRIPE, seed=34)
     async with FaultProxy(env.server.url) as proxy:
-        client = Client(
-            proxy.url, token=env.direct.token, limits=aetiket.Limits(max_per_host=2)
-        )
+        client = Client(proxy.url, token=env.direct.token, limits=aetiket.Limits(max_per_host=2))
         async with client:
             result = await client.download(env.scope, blob.uid, env.tmp / "out.bin", parallel=4)
     assert result.sha256 == blob.sha256 == sha256_of(env.tmp / "out.bin")
