@@ -17,8 +17,9 @@ Downloads have a second, narrow way for their ranged GETs to a plain ``http://``
 without a proxy: :class:`PlainConnection`, one keep-alive HTTP/1.1 connection whose
 answer body is received straight into the download's block buffer (no parser, no copy
 per chunk; a sixth less CPU per byte than the aiohttp path). It takes only the plain
-case: an answer other than a 206 with a Content-Length is left to :meth:`HttpCore.send`,
-which asks again and handles it (redirects, refresh, retries, errors) the one way.
+case: an answer other than a 206 with a Content-Length is raised as the error the one
+path would raise (``plain_error``), or left to :meth:`HttpCore.send`, which asks again and
+handles it (redirects, refresh, retries) the one way.
 
 Tokens never appear in logs, reprs or error messages.
 """
