@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aetiket._http import PlainConnection, parse_head
+from aetiket._http import PlainAnswer, PlainConnection, parse_head
 from aetiket.errors import ProtocolError, TransportError
 
 TOKEN = st.text(
@@ -178,8 +178,11 @@ async def test_a_head_split_over_reads_and_the_body_bytes_with_it(
     assert bytes(body) == b"0123456789"
 
 
-@pytest.mark.anyio
-async def test_the_request_is_what_was_asked(pair: tuple[PlainConnection, socket.socket]) -> None:
+async def exchange(
+    pair: tuple[PlainConnection, socket.socket], target: str, headers: dict[str, str]
+) -> tuple[PlainAnswer, bytes]:
+    """One request on the pair's connection, answered with an empty 416; the answer and
+    the request's bytes as they arrived."""
     conn, theirs = pair
     got: list[bytes] = []
 
@@ -190,9 +193,15 @@ async def test_the_request_is_what_was_asked(pair: tuple[PlainConnection, socket
     async with anyio.create_task_group() as tg:
         tg.start_soon(serve)
         with anyio.fail_after(5):
-            answer = await conn.get("/a%20b?sig=x", {"Range": "bytes=5-", "If-Range": '"e"'})
+            answer = await conn.get(target, headers)
+    return answer, got[0]
+
+
+@pytest.mark.anyio
+async def test_the_request_is_what_was_asked(pair: tuple[PlainConnection, socket.socket]) -> None:
+    answer, got = await exchange(pair, "/a%20b?sig=x", {"Range": "bytes=5-", "If-Range": '"e"'})
     assert answer.status == 416
-    assert got == [
+    assert [got] == [
         b"GET /a%20b?sig=x HTTP/1.1\r\nHost: example.test:8080\r\n"
         b'Range: bytes=5-\r\nIf-Range: "e"\r\n\r\n'
     ]
@@ -268,15 +277,5 @@ async def test_a_head_of_bare_lfs_ends_at_its_blank_line(
 async def test_a_header_value_beyond_latin_1_is_sent_as_utf_8(
     pair: tuple[PlainConnection, socket.socket],
 ) -> None:
-    conn, theirs = pair
-    got: list[bytes] = []
-
-    async def serve() -> None:
-        got.append(await anyio.to_thread.run_sync(request_of, theirs))
-        theirs.sendall(b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\n\r\n")
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(serve)
-        with anyio.fail_after(5):
-            await conn.get("/f", {"X-Name": "日本"})
-    assert "X-Name: 日本\r\n".encode() in got[0]  # as aiohttp sends it
+    _, got = await exchange(pair, "/f", {"X-Name": "日本"})
+    assert "X-Name: 日本\r\n".encode() in got  # as aiohttp sends it

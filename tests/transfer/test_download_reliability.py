@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -1032,6 +1032,23 @@ async def test_a_server_file_name_never_leaves_the_destination_folder(
 # ---------------------------------------------------------------------------- token
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> AsyncIterator[int]:
+    """An aiohttp server of ``handler`` at ``path`` on 127.0.0.1; yields its port."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def elsewhere(tmp_path: Path) -> AsyncIterator[tuple[str, list[dict[str, str]], bytes]]:
     """An aiohttp file server on another origin that records the headers it gets."""
@@ -1045,17 +1062,8 @@ async def elsewhere(tmp_path: Path) -> AsyncIterator[tuple[str, list[dict[str, s
         seen.append(dict(request.headers))
         return web.FileResponse(folder / request.match_info["name"])
 
-    app = web.Application()
-    app.router.add_get("/{name}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving("/{name}", handler) as port:
         yield f"http://127.0.0.1:{port}", seen, data
-    finally:
-        await runner.cleanup()
 
 
 @bounded(30)
@@ -1100,19 +1108,11 @@ async def test_a_cookie_the_server_sets_goes_with_the_later_requests(tmp_path: P
         response.set_cookie("session", "s1")
         return response
 
-    app = web.Application()
-    app.router.add_get("/file.bin", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
+    async with serving("/file.bin", handler) as port:
         # (A name: aiohttp keeps no cookie of an IP address.)
-        url = f"http://localhost:{runner.addresses[0][1]}/file.bin"
+        url = f"http://localhost:{port}/file.bin"
         async with Client(url) as client:
             await client.download_url(url, tmp_path / "out.bin", parallel=4)
-    finally:
-        await runner.cleanup()
     assert (tmp_path / "out.bin").read_bytes() == data
     assert cookies[0] is None and len(cookies) >= 2
     assert cookies[1:] == ["s1"] * (len(cookies) - 1), cookies
