@@ -57,16 +57,7 @@ from tests.conftest import ServerProcess
 from tests.faultproxy import Fault, FaultProxy, Rule
 from tests.timing import bounded
 
-#: Test-tool issue, not the engine: FaultProxy's _Upstream.open replaces an upstream
-#: connection that the upstream closed (at EOF) without closing its StreamWriter, which
-#: Python reports as an unraisable ResourceWarning when it is collected.
-PROXY_WRITER_LEAK = r"Exception ignored .*StreamWriter.__del__"
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.filterwarnings(
-        f"ignore:{PROXY_WRITER_LEAK}:pytest.PytestUnraisableExceptionWarning"
-    ),
-]
+pytestmark = [pytest.mark.anyio]
 
 KiB = 1024
 MiB = 1024 * KiB
