@@ -6,6 +6,7 @@ fixture that starts it also stops it (SIGTERM, then SIGKILL after a grace period
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -13,11 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
+
+import aetiket
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-secret-pw"
@@ -134,3 +137,23 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # aiohttp is asyncio-only
+
+
+@contextlib.asynccontextmanager
+async def admin_scope(
+    srv: ServerProcess, prefix: str, *, dataset: str | None = None, **client: Any
+) -> AsyncIterator[tuple[aetiket.Client, str, str | None]]:
+    """The server's admin logged in (a Client made with ``client``), a fresh scope
+    ``<prefix>-<uid>`` and, given its name, a dataset in it: (client, scope, dataset uid)."""
+    async with aetiket.Client(srv.url, **client) as direct:
+        await direct.login(srv.admin_user, srv.admin_password)
+        scope = await direct.scopes.create(
+            aetiket.ScopeIn(name=f"{prefix}-{aetiket.new_uid()[:12]}")
+        )
+        uid = None
+        if dataset is not None:
+            created = await direct.datasets.create(
+                aetiket.DatasetIn(name=dataset, uid=aetiket.new_uid(), scope=scope.name)
+            )
+            uid = created.uid
+        yield direct, scope.name, uid

@@ -53,7 +53,7 @@ from aetiket.errors import (
 )
 from aetiket.transfer.download import NEAR_CONNECTIONS, PROBE, STRIPE, DownloadResult
 from aetiket.transfer.progress import Progress
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, admin_scope
 from tests.faultproxy import Fault, FaultProxy, Rule
 from tests.timing import bounded
 
@@ -159,15 +159,13 @@ class Env:
 @pytest.fixture
 async def env(server: ServerProcess, tmp_path: Path) -> AsyncIterator[Env]:
     config = TransferConfig(resume_dir=tmp_path / "resume")
-    async with Client(server.url, transfer=config) as direct:
-        await direct.login(server.admin_user, server.admin_password)
-        scope = await direct.scopes.create(
-            aetiket.ScopeIn(name="dl-" + aetiket.new_uid()[:12], description="downloads")
-        )
-        dataset = await direct.datasets.create(
-            aetiket.DatasetIn(name="downloads", uid=aetiket.new_uid(), scope=scope.name)
-        )
-        yield Env(server, direct, scope.name, dataset.uid, tmp_path)
+    async with admin_scope(server, "dl", dataset="downloads", transfer=config) as (
+        direct,
+        scope,
+        dataset,
+    ):
+        assert dataset is not None
+        yield Env(server, direct, scope, dataset, tmp_path)
 
 
 def check_progress(events: list[Progress], size: int) -> None:

@@ -29,7 +29,7 @@ import pytest
 import aetiket
 from aetiket import Client, RetryPolicy, TransferConfig
 from aetiket.transfer.progress import Progress
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, admin_scope
 from tests.faultproxy import Fault, FaultProxy
 from tests.timing import bounded
 
@@ -87,15 +87,9 @@ class Env:
 
 @pytest.fixture
 async def env(server: ServerProcess, tmp_path: Path) -> AsyncIterator[Env]:
-    async with Client(server.url) as direct:
-        await direct.login(server.admin_user, server.admin_password)
-        scope = await direct.scopes.create(
-            aetiket.ScopeIn(name="pc-" + aetiket.new_uid()[:12], description="progress")
-        )
-        dataset = await direct.datasets.create(
-            aetiket.DatasetIn(name="progress", uid=aetiket.new_uid(), scope=scope.name)
-        )
-        yield Env(server, direct, scope.name, dataset.uid, tmp_path)
+    async with admin_scope(server, "pc", dataset="progress") as (direct, scope, dataset):
+        assert dataset is not None
+        yield Env(server, direct, scope, dataset, tmp_path)
 
 
 def started(proxy: FaultProxy, method: str, prefix: str) -> int:

@@ -47,7 +47,7 @@ from aetiket.transfer.fileio import open_source
 from aetiket.transfer.plan import plan_slices
 from aetiket.transfer.progress import Progress
 from aetiket.transfer.upload import FAR_PARTS, UploadResult, default_parallel
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, admin_scope
 from tests.faultproxy import Fault, FaultProxy
 from tests.timing import bounded
 
@@ -152,21 +152,15 @@ class Env:
 
 @pytest.fixture
 async def env(server: ServerProcess, tmp_path: Path) -> AsyncIterator[Env]:
-    async with Client(server.url) as direct:
-        await direct.login(server.admin_user, server.admin_password)
-        scope = await direct.scopes.create(
-            aetiket.ScopeIn(name="ur-" + aetiket.new_uid()[:12], description="upload reliability")
-        )
-        yield Env(server, direct, scope.name, tmp_path)
+    async with admin_scope(server, "ur") as (direct, scope, _):
+        yield Env(server, direct, scope, tmp_path)
 
 
 @contextlib.asynccontextmanager
 async def env_of(srv: ServerProcess, tmp: Path) -> AsyncIterator[Env]:
     """An Env on a server of the test's own (``make_server``): admin, fresh scope."""
-    async with Client(srv.url) as direct:
-        await direct.login(srv.admin_user, srv.admin_password)
-        scope = await direct.scopes.create(aetiket.ScopeIn(name="own-" + aetiket.new_uid()[:12]))
-        yield Env(srv, direct, scope.name, tmp)
+    async with admin_scope(srv, "own") as (direct, scope, _):
+        yield Env(srv, direct, scope, tmp)
 
 
 def partials(listing: list[UploadOut], size: int) -> list[UploadOut]:
